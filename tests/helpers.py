@@ -1,0 +1,33 @@
+"""Small labelled files for tests, written into a test's tmp_path (tests never download anything)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+POSITIVE = ["great", "good", "superb", "lovely", "fine"]
+NEGATIVE = ["awful", "bad", "dull", "poor", "boring"]
+
+
+def labelled_rows(n: int, labels: tuple[str, str] = ("neg", "pos"), prefix: str = "") -> list[dict[str, str]]:
+    """`n` texts whose label is decided by one sentiment word; `prefix` lets tests make split-specific words."""
+    rows = []
+    for i in range(n):
+        positive = i % 2 == 1
+        word = (POSITIVE if positive else NEGATIVE)[i % 5]
+        rows.append({"text": f"{prefix}the film was {word} number{i % 7}", "label": labels[int(positive)]})
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
+    """Write rows as CSV, TSV or JSON Lines, chosen by the file extension."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        return path
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter="\t" if path.suffix == ".tsv" else ",")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from helpers import labelled_rows, write_rows
+from textcls.data import DataError, TextDataModule
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+def test_reads_every_format_into_padded_batches(tmp_path, suffix):
+    train = write_rows(tmp_path / f"train{suffix}", labelled_rows(60))
+    dm = TextDataModule(train_file=str(train), batch_size=8)
+    dm.setup("fit")
+    assert dm.label_names == ["neg", "pos"]
+    assert len(dm.datasets["train"]) + len(dm.datasets["validation"]) == 60
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input_ids"].dtype == torch.int64 and batch["input_ids"].shape[0] == 8
+    assert set(batch["labels"].tolist()) <= {0, 1}
+
+
+def test_integer_labels_sort_numerically_and_keep_their_names(tmp_path):
+    rows = [{"text": f"text {i} " + "word" * (i % 3), "label": str([2, 10, 1][i % 3])} for i in range(90)]
+    dm = TextDataModule(train_file=str(write_rows(tmp_path / "t.csv", rows)))
+    assert dm.label_names == ["1", "2", "10"]
+    assert dm.num_classes == 3
+
+
+def test_validation_split_is_stratified_and_seeded(tmp_path):
+    train = str(write_rows(tmp_path / "t.csv", labelled_rows(200)))
+
+    def val_ids(seed):
+        dm = TextDataModule(train_file=train, val_fraction=0.2, split_seed=seed)
+        dm.setup("fit")
+        val = dm.datasets["validation"]
+        return val.values.tolist(), val.labels
+
+    first, labels = val_ids(1)
+    again, _ = val_ids(1)
+    other, _ = val_ids(2)
+    assert first == again and first != other
+    assert len(labels) == 40 and np.bincount(labels).tolist() == [20, 20]
+
+
+def test_vocabulary_comes_from_the_training_split_only(tmp_path):
+    train = write_rows(tmp_path / "train.csv", labelled_rows(40, prefix="trainonly "))
+    val = write_rows(tmp_path / "val.csv", labelled_rows(20, prefix="valonly "))
+    test = write_rows(tmp_path / "test.csv", labelled_rows(20, prefix="testonly "))
+    dm = TextDataModule(train_file=str(train), val_file=str(val), test_file=str(test))
+    dm.setup("fit")
+    dm.setup("test")
+    assert "trainonly" in dm.tokenizer.vocab
+    assert "valonly" not in dm.tokenizer.vocab and "testonly" not in dm.tokenizer.vocab
+    first_val_row = dm.datasets["validation"].values[: dm.datasets["validation"].offsets[1]]
+    assert first_val_row[0] == dm.tokenizer.unk_id
+
+
+def test_state_round_trip_restores_tokenizer_and_labels(tmp_path):
+    dm = TextDataModule(train_file=str(write_rows(tmp_path / "t.csv", labelled_rows(30))))
+    state = dm.state_dict()
+    other = TextDataModule(tokenizer_file=None, train_file=str(tmp_path / "t.csv"))
+    other.load_state_dict(state)
+    assert other.tokenizer.vocab == dm.tokenizer.vocab and other.label_names == dm.label_names
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [({"max_length": 0}, "max_length"), ({"val_fraction": 1.5}, "val_fraction"), ({"batch_size": 0}, "batch_size")],
+)
+def test_bad_settings_name_the_key(kwargs, key):
+    with pytest.raises(DataError, match=f"--data.{key}"):
+        TextDataModule(**kwargs)
+
+
+def test_missing_column_lists_the_columns_found(tmp_path):
+    path = write_rows(tmp_path / "t.csv", [{"review": "x", "label": "a"}, {"review": "y", "label": "b"}])
+    with pytest.raises(DataError, match="columns found: review, label"):
+        TextDataModule(train_file=str(path)).vocab_size
+
+
+def test_unseen_validation_label_is_an_error(tmp_path):
+    train = write_rows(tmp_path / "train.csv", labelled_rows(20))
+    val = write_rows(tmp_path / "val.csv", labelled_rows(4, labels=("neg", "neutral")))
+    dm = TextDataModule(train_file=str(train), val_file=str(val))
+    with pytest.raises(DataError, match="never seen in the training data: 'neutral'"):
+        dm.setup("fit")

@@ -1,0 +1,53 @@
+import pyarrow as pa
+import pytest
+from tokenizers import Tokenizer
+
+from textcls.data.errors import DataError
+from textcls.data.tokenizer import WordTokenizer
+
+TEXTS = ["Hello, World!! café déjà-vu", "It's 3.5 stars...", "hello hello world", "", None, "   "]
+
+
+def test_vocabulary_is_ordered_by_count_then_alphabet():
+    tok = WordTokenizer.train(pa.array(TEXTS))
+    assert tok.vocab[:4] == ["<pad>", "<unk>", "hello", "world"]
+    assert tok.vocab[4:] == sorted(tok.vocab[4:])  # all seen once: alphabetical
+
+
+def test_min_freq_and_max_vocab_size():
+    tok = WordTokenizer.train(pa.array(TEXTS), min_freq=2)
+    assert tok.vocab == ["<pad>", "<unk>", "hello", "world"]
+    assert WordTokenizer.train(pa.array(TEXTS), max_vocab_size=3).vocab == ["<pad>", "<unk>", "hello"]
+
+
+def test_encode_truncates_maps_unknown_and_handles_blank_texts():
+    tok = WordTokenizer.train(pa.array(TEXTS))
+    ids = tok.encode_texts(["hello UNSEEN world", "", "   ", "hello " * 10], max_length=4)
+    assert ids[0] == [tok.vocab.index("hello"), tok.unk_id, tok.vocab.index("world")]
+    assert ids[1] == [] and ids[2] == []
+    assert len(ids[3]) == 4
+
+
+def test_saved_json_is_a_tokenizers_file_with_identical_ids():
+    tok = WordTokenizer.train(pa.array(TEXTS))
+    hf = Tokenizer.from_str(tok.to_json())
+    probe = ["Hello, World!! café déjà-vu", "It's 3.5 stars...", "unknown Word?"]
+    assert [hf.encode(t).ids for t in probe] == tok.encode_texts(probe, max_length=100)
+    again = WordTokenizer.from_json(tok.to_json())
+    assert again.vocab == tok.vocab and again.lowercase
+
+
+def test_encoding_many_chunks_matches_one_chunk(monkeypatch):
+    texts = pa.array([f"word{i % 97} other{i % 13} ." for i in range(1000)])
+    tok = WordTokenizer.train(texts)
+    whole = tok.encode(texts, 8).to_pylist()
+    monkeypatch.setattr("textcls.data.tokenizer.CHUNK_ROWS", 64)  # force the threaded multi-chunk path
+    assert WordTokenizer.train(texts).vocab == tok.vocab
+    assert tok.encode(texts, 8).to_pylist() == whole
+
+
+def test_foreign_tokenizer_json_is_rejected_clearly():
+    with pytest.raises(DataError, match="WordLevel"):
+        WordTokenizer.from_json('{"model": {"type": "BPE", "vocab": {}}, "pre_tokenizer": null}')
+    with pytest.raises(DataError, match="not a tokenizer.json"):
+        WordTokenizer.from_json("[1, 2]")
