@@ -1,0 +1,154 @@
+"""The `textcls` command: LightningCLI with TextClassifier and TextDataModule, argument links and run directories."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from jsonargparse import Namespace
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities import rank_zero_only
+from rich.console import Console
+
+from textcls.callbacks import EpochSummary, PredictionWriter
+from textcls.data import DataError, TextDataModule
+from textcls.data.datamodule import load_checkpoint_state
+from textcls.module import TextClassifier
+from textcls.rundir import discard_empty_run_dir, new_run_dir
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class TextclsCLI(LightningCLI):
+    """LightningCLI for textcls: sizes flow from the data into the model, every run gets its own directory."""
+
+    def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("seed_everything_default", 42)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault(
+            "trainer_defaults",
+            {"callbacks": [EpochSummary(), PredictionWriter(), LearningRateMonitor(logging_interval="step")]},
+        )
+        super().__init__(
+            TextClassifier, TextDataModule, args=args, run=run, auto_configure_optimizers=False, **kwargs
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for size in ("vocab_size", "num_classes", "pad_id"):
+            parser.link_arguments(f"data.{size}", f"model.model.init_args.{size}", apply_on="instantiate")
+        parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": True,
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True, help="After fit, test the best checkpoint when there is test data."
+        )
+        parser.add_argument("--runs_root", type=str, default="runs", help="Directory that holds one folder per run.")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """With a checkpoint and no model config, take the model from the checkpoint (Lightning restores the rest)."""
+        if isinstance(args, dict):
+            return super().parse_arguments(parser, args)
+        argv = _with_checkpoint_defaults(list(sys.argv[1:] if args is None else args))
+        with warnings.catch_warnings():
+            # We pass the command line on ourselves (plus the checkpoint defaults); that is not the mistake
+            # Lightning warns about. sys.argv stays untouched so DDP's relaunch of the command still works.
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            super().parse_arguments(parser, argv)
+
+    def before_instantiate_classes(self) -> None:
+        subcommand = self.config.get("subcommand")
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
+        if config.trainer.default_root_dir is None:
+            run_dir = new_run_dir(Path(config.runs_root), _experiment_name(config), subcommand)
+            config.trainer.default_root_dir = str(run_dir)
+            if config.trainer.logger in (None, True):
+                config.trainer.logger = Namespace(
+                    class_path="pytorch_lightning.loggers.CSVLogger",
+                    init_args=Namespace(save_dir=str(run_dir), name="", version=""),
+                )
+
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        if self.config.fit.test_after_fit and _has_test_data(self.datamodule):
+            trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=True)
+        _print_run_summary(trainer)
+
+
+def _with_checkpoint_defaults(argv: list[str]) -> list[str]:
+    """Insert the checkpoint's model config and tokenizer before the user's own arguments, which still win."""
+    subcommand = next((a for a in argv if a in SUBCOMMANDS), None)
+    ckpt_path = _option_value(argv, "--ckpt_path")
+    if subcommand is None or ckpt_path is None or ckpt_path in ("last", "best", "hpc", "registry"):
+        return argv
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise DataError(f"--ckpt_path '{path}' does not exist or is not a file; pass the path of a .ckpt file.")
+    load_checkpoint_state(path)  # fails with a clear message for a foreign or truncated file
+    if subcommand == "fit":
+        return argv
+    hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    model = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    defaults = {"model": model, "data": {"tokenizer_file": str(path)}}
+    position = argv.index(subcommand) + 1
+    return [*argv[:position], "--config", yaml.safe_dump(defaults), *argv[position:]]
+
+
+def _option_value(argv: list[str], option: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == option and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(option + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _experiment_name(config: Namespace) -> str:
+    """Runs are grouped by the first config file's name (configs/textcnn.yaml -> runs/textcnn/...); without one,
+    by the experiment of the checkpoint (runs/textcnn/<run>/checkpoints/best.ckpt -> textcnn)."""
+    for path in config.get("config") or []:
+        if path is not None:  # None stands for an inline YAML string, such as the checkpoint defaults
+            return Path(str(getattr(path, "relative", path))).stem
+    ckpt_path = config.get("ckpt_path")
+    if ckpt_path and Path(ckpt_path).is_file() and len(Path(ckpt_path).parents) > 2:
+        return Path(ckpt_path).resolve().parents[2].name
+    return "default"
+
+
+def _has_test_data(datamodule: TextDataModule) -> bool:
+    return bool(datamodule.test_file) or datamodule.use_demo
+
+
+@rank_zero_only
+def _print_run_summary(trainer: Any) -> None:
+    checkpoint = trainer.checkpoint_callback
+    best = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
+    console.print(f"Run directory: [bold]{trainer.default_root_dir}[/bold]", soft_wrap=True)
+    if best:
+        console.print(f"Best checkpoint: {best} (val/acc {float(checkpoint.best_model_score or 0):.4f})", soft_wrap=True)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the `textcls` console script."""
+    try:
+        TextclsCLI(args=args)
+    except DataError as err:
+        discard_empty_run_dir()
+        err_console.print(f"[bold red]error:[/bold red] {err}", soft_wrap=True)
+        raise SystemExit(2) from None

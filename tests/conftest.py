@@ -1,0 +1,1 @@
+"""Shared pytest configuration. Markers (`slow`) are registered in pyproject.toml."""

@@ -1,0 +1,70 @@
+"""The CI definitions are valid and run the same command as the README: `make test`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+CI_RUN = ROOT / ".ci" / "run"
+
+
+def check_workflow(path: Path) -> subprocess.CompletedProcess[str]:
+    """Validate `path` against check-jsonschema's vendored (offline) GitHub workflow schema."""
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_workflow_matches_schema() -> None:
+    result = check_workflow(WORKFLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_check_rejects_a_broken_workflow(tmp_path: Path) -> None:
+    # Edit the text, not a YAML round-trip: PyYAML would turn the `on:` key into `True`, a second error.
+    text = WORKFLOW.read_text()
+    runs_on = "\n    runs-on: ubuntu-latest"
+    assert runs_on in text
+    broken = tmp_path / "ci.yml"
+    broken.write_text(text.replace(runs_on, "", 1))
+    result = check_workflow(broken)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "$.jobs.test" in result.stdout, result.stdout
+
+
+def test_workflow_and_ci_run_both_run_make_test() -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    test_runs = [step.get("run", "").strip() for step in workflow["jobs"]["test"]["steps"]]
+    assert "make test" in test_runs
+    lint_runs = [step.get("run", "").strip() for step in workflow["jobs"]["lint"]["steps"]]
+    assert "make lint" in lint_runs
+
+    commands = [
+        line.strip()
+        for line in CI_RUN.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#") and not line.startswith(("set ", "cd "))
+    ]
+    assert commands in (["make test"], ["exec make test"]), commands
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_make_test_runs_pytest() -> None:
+    result = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "-m pytest" in result.stdout
+
+
+def test_ci_run_is_executable() -> None:
+    assert CI_RUN.read_text().startswith("#!")
+    assert os.access(CI_RUN, os.X_OK)

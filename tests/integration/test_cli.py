@@ -1,0 +1,145 @@
+"""The `textcls` command end to end: in-process through LightningCLI and as a real subprocess."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from helpers import labelled_rows, write_rows
+from textcls.cli import TextclsCLI
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXTCLS = str(Path(sys.executable).parent / "textcls")
+CONFIGS = ["configs/textcnn.yaml", "configs/mlp.yaml"]
+
+
+@pytest.fixture
+def data_files(tmp_path):
+    return {
+        "train": write_rows(tmp_path / "train.csv", labelled_rows(120)),
+        "test": write_rows(tmp_path / "test.jsonl", labelled_rows(30)),
+    }
+
+
+def _args(config, tmp_path, data_files, *extra):
+    return [
+        "--config", str(ROOT / config),
+        "--data.train_file", str(data_files["train"]),
+        "--data.test_file", str(data_files["test"]),
+        "--runs_root", str(tmp_path / "runs"),
+        "--trainer.enable_progress_bar", "false",
+        *extra,
+    ]
+
+
+def run_textcls(*args, cwd=ROOT, timeout=300):
+    return subprocess.run([TEXTCLS, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_fit_in_process_fast_dev_run(config, tmp_path, data_files):
+    cli = TextclsCLI(args=["fit", *_args(config, tmp_path, data_files, "--config", str(ROOT / "configs/debug/fast.yaml"))])
+    assert cli.trainer.global_step == 1
+    assert cli.model.model.embedding.num_embeddings == cli.datamodule.vocab_size  # linked, never typed
+
+
+def test_override_reaches_the_instantiated_optimizer(tmp_path, data_files):
+    cli = TextclsCLI(
+        args=[
+            "fit",
+            *_args("configs/textcnn.yaml", tmp_path, data_files, "--config", str(ROOT / "configs/debug/fast.yaml")),
+            "--model.optimizer.lr", "0.003",
+            "--model.optimizer.betas", "[0.8, 0.99]",
+            "--data.batch_size", "16",
+        ]
+    )
+    optimizer = cli.trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.defaults["lr"] == 0.003
+    assert tuple(optimizer.defaults["betas"]) == (0.8, 0.99)
+    assert optimizer.defaults["fused"] is True  # CPU supports the fused kernel, and the user did not turn it off
+    assert cli.datamodule.batch_size == 16
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", CONFIGS)
+def test_console_script_fits_both_configs(config, tmp_path, data_files):
+    result = run_textcls("fit", *_args(config, tmp_path, data_files, "--config", "configs/debug/fast.yaml"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_python_dash_m_is_the_same_program():
+    result = subprocess.run([sys.executable, "-m", "textcls", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "{fit,validate,test,predict}" in result.stdout
+
+
+@pytest.mark.slow
+def test_print_config_round_trips(tmp_path, data_files):
+    first = run_textcls("fit", *_args("configs/textcnn.yaml", tmp_path, data_files), "--print_config")
+    assert first.returncode == 0, first.stderr[-2000:]
+    saved = tmp_path / "printed.yaml"
+    saved.write_text(first.stdout)
+    second = run_textcls("fit", "--config", str(saved), "--print_config")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert yaml.safe_load(second.stdout) == yaml.safe_load(first.stdout)
+    assert yaml.safe_load(first.stdout)["model"]["optimizer"]["class_path"] == "torch.optim.Adam"
+
+
+@pytest.mark.slow
+def test_checkpoint_predictions_match_the_in_memory_model(tmp_path, data_files):
+    cli = TextclsCLI(
+        args=["fit", *_args("configs/textcnn.yaml", tmp_path, data_files, "--trainer.max_epochs", "2")]
+    )  # test_after_fit loads best.ckpt into cli.model
+    run_dir = Path(cli.trainer.default_root_dir)
+    best = run_dir / "checkpoints" / "best.ckpt"
+    texts = ["the film was great number3", "the film was dull", "", "unseen words only here"]
+    predict_file = tmp_path / "texts.txt"
+    predict_file.write_text("\n".join(texts) + "\n")
+
+    model = cli.model.eval()
+    ids = cli.datamodule.tokenizer.encode_texts(texts, cli.datamodule.max_length)
+    width = max(max(len(r) for r in ids), 1)
+    batch = torch.tensor([r + [0] * (width - len(r)) for r in ids])
+    with torch.no_grad():
+        expected = torch.softmax(model(batch), dim=-1)
+
+    result = run_textcls("predict", "--ckpt_path", str(best), "--data.predict_file", str(predict_file),
+                         "--runs_root", str(tmp_path / "runs"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = next((tmp_path / "runs").glob("*/*-predict/predictions.csv"))
+    rows = list(csv.DictReader(written.open()))
+    names = cli.datamodule.label_names
+    assert [int(r["id"]) for r in rows] == list(range(len(texts)))
+    assert [r["label"] for r in rows] == [names[i] for i in expected.argmax(-1).tolist()]
+    got = torch.tensor([[float(r[f"p_{n}"]) for n in names] for r in rows])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    # Self-contained and safe to load: plain data only.
+    checkpoint = torch.load(best, weights_only=True)
+    assert checkpoint["TextDataModule"]["label_names"] == names
+
+
+@pytest.mark.parametrize(
+    ("make_input", "expected"),
+    [
+        (lambda p: p / "missing.csv", "does not exist"),
+        (lambda p: write_rows(p / "cols.csv", [{"review": "a", "label": "x"}]), "columns found: review, label"),
+        (lambda p: (p / "empty.csv").write_text("") and p / "empty.csv" or p / "empty.csv", "is empty"),
+    ],
+    ids=["missing-file", "missing-column", "empty-file"],
+)
+def test_bad_input_gives_one_clear_line(tmp_path, make_input, expected):
+    path = make_input(tmp_path)
+    result = run_textcls("fit", "--config", "configs/textcnn.yaml", "--data.train_file", str(path),
+                         "--runs_root", str(tmp_path / "runs"))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0] and str(path.name) in errors[0]
+    assert not any((tmp_path / "runs").glob("*/*")), "a failed run must not leave a run directory"
