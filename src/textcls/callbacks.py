@@ -65,7 +65,7 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        names: list[str] = pl_module.label_names
+        names: list[str] = list(getattr(pl_module, "label_names"))  # noqa: B009 (LightningModule attrs are loosely typed)
         probs = prediction["probs"].cpu()
         best_prob, best = probs.max(dim=-1)
         columns = {

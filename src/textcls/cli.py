@@ -36,9 +36,7 @@ class TextclsCLI(LightningCLI):
             "trainer_defaults",
             {"callbacks": [EpochSummary(), PredictionWriter(), LearningRateMonitor(logging_interval="step")]},
         )
-        super().__init__(
-            TextClassifier, TextDataModule, args=args, run=run, auto_configure_optimizers=False, **kwargs
-        )
+        super().__init__(TextClassifier, TextDataModule, args=args, run=run, auto_configure_optimizers=False, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for size in ("vocab_size", "num_classes", "pad_id"):
@@ -55,7 +53,10 @@ class TextclsCLI(LightningCLI):
             }
         )
         parser.add_argument(
-            "--test_after_fit", type=bool, default=True, help="After fit, test the best checkpoint when there is test data."
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="After fit, test the best checkpoint when there is test data.",
         )
         parser.add_argument("--runs_root", type=str, default="runs", help="Directory that holds one folder per run.")
 
@@ -141,7 +142,9 @@ def _print_run_summary(trainer: Any) -> None:
     best = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
     console.print(f"Run directory: [bold]{trainer.default_root_dir}[/bold]", soft_wrap=True)
     if best:
-        console.print(f"Best checkpoint: {best} (val/acc {float(checkpoint.best_model_score or 0):.4f})", soft_wrap=True)
+        console.print(
+            f"Best checkpoint: {best} (val/acc {float(checkpoint.best_model_score or 0):.4f})", soft_wrap=True
+        )
 
 
 def main(args: list[str] | None = None) -> None:

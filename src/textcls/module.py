@@ -69,7 +69,12 @@ class TextClassifier(pl.LightningModule):
         self.model = model
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
+        self.scheduler_interval = lr_scheduler_interval
+        self.scheduler_monitor = lr_scheduler_monitor
+        self.label_smoothing = label_smoothing
+        self.decay_embeddings = decay_embeddings
         self.label_names = list(label_names)
+        self.class_weights: torch.Tensor | None
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.register_buffer("class_weights", weights, persistent=False)
 
@@ -89,9 +94,7 @@ class TextClassifier(pl.LightningModule):
         return self.model(input_ids)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(
-            logits.float(), labels, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing
-        )
+        return F.cross_entropy(logits.float(), labels, weight=self.class_weights, label_smoothing=self.label_smoothing)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"])
@@ -119,8 +122,9 @@ class TextClassifier(pl.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self(batch["input_ids"])
         self.test_metrics.update(logits, batch["labels"])
-        self.log("test/loss", self._loss(logits, batch["labels"]), on_epoch=True, sync_dist=True,
-                 batch_size=len(logits))
+        self.log(
+            "test/loss", self._loss(logits, batch["labels"]), on_epoch=True, sync_dist=True, batch_size=len(logits)
+        )
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
@@ -131,7 +135,7 @@ class TextClassifier(pl.LightningModule):
         return {"index": batch["index"], "probs": probs}
 
     def configure_optimizers(self) -> Any:
-        groups = parameter_groups(self.model, decay_embeddings=self.hparams.decay_embeddings)
+        groups = parameter_groups(self.model, decay_embeddings=self.decay_embeddings)
         optimizer = build_optimizer(self.optimizer_factory, groups, self.device)
         if self.scheduler_factory is None:
             return optimizer
@@ -142,7 +146,7 @@ class TextClassifier(pl.LightningModule):
                 raise ValueError("the schedule needs a finite run: set --trainer.max_epochs or --trainer.max_steps.")
             kwargs["total_steps"] = int(total)
         scheduler = self.scheduler_factory(optimizer, **kwargs)
-        config: dict[str, Any] = {"scheduler": scheduler, "interval": self.hparams.lr_scheduler_interval}
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": self.scheduler_interval}
         if isinstance(scheduler, ReduceLROnPlateau):
-            config.update(interval="epoch", monitor=self.hparams.lr_scheduler_monitor)
+            config.update(interval="epoch", monitor=self.scheduler_monitor)
         return {"optimizer": optimizer, "lr_scheduler": config}

@@ -28,7 +28,7 @@ def parameter_groups(model: nn.Module, decay_embeddings: bool = False) -> list[d
         for param in module.parameters(recurse=False):
             if param.requires_grad:
                 (no_decay if exempt_module or param.ndim <= 1 else decay).append(param)
-    groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups: list[dict[str, Any]] = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from helpers import labelled_rows, write_rows
+
 from textcls.cli import TextclsCLI
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,11 +29,16 @@ def data_files(tmp_path):
 
 def _args(config, tmp_path, data_files, *extra):
     return [
-        "--config", str(ROOT / config),
-        "--data.train_file", str(data_files["train"]),
-        "--data.test_file", str(data_files["test"]),
-        "--runs_root", str(tmp_path / "runs"),
-        "--trainer.enable_progress_bar", "false",
+        "--config",
+        str(ROOT / config),
+        "--data.train_file",
+        str(data_files["train"]),
+        "--data.test_file",
+        str(data_files["test"]),
+        "--runs_root",
+        str(tmp_path / "runs"),
+        "--trainer.enable_progress_bar",
+        "false",
         *extra,
     ]
 
@@ -44,7 +49,9 @@ def run_textcls(*args, cwd=ROOT, timeout=300):
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_fit_in_process_fast_dev_run(config, tmp_path, data_files):
-    cli = TextclsCLI(args=["fit", *_args(config, tmp_path, data_files, "--config", str(ROOT / "configs/debug/fast.yaml"))])
+    cli = TextclsCLI(
+        args=["fit", *_args(config, tmp_path, data_files, "--config", str(ROOT / "configs/debug/fast.yaml"))]
+    )
     assert cli.trainer.global_step == 1
     assert cli.model.model.embedding.num_embeddings == cli.datamodule.vocab_size  # linked, never typed
 
@@ -54,9 +61,12 @@ def test_override_reaches_the_instantiated_optimizer(tmp_path, data_files):
         args=[
             "fit",
             *_args("configs/textcnn.yaml", tmp_path, data_files, "--config", str(ROOT / "configs/debug/fast.yaml")),
-            "--model.optimizer.lr", "0.003",
-            "--model.optimizer.betas", "[0.8, 0.99]",
-            "--data.batch_size", "16",
+            "--model.optimizer.lr",
+            "0.003",
+            "--model.optimizer.betas",
+            "[0.8, 0.99]",
+            "--data.batch_size",
+            "16",
         ]
     )
     optimizer = cli.trainer.optimizers[0]
@@ -110,8 +120,16 @@ def test_checkpoint_predictions_match_the_in_memory_model(tmp_path, data_files):
     with torch.no_grad():
         expected = torch.softmax(model(batch), dim=-1)
 
-    result = run_textcls("predict", "--ckpt_path", str(best), "--data.predict_file", str(predict_file),
-                         "--runs_root", str(tmp_path / "runs"), cwd=tmp_path)
+    result = run_textcls(
+        "predict",
+        "--ckpt_path",
+        str(best),
+        "--data.predict_file",
+        str(predict_file),
+        "--runs_root",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     written = next((tmp_path / "runs").glob("*/*-predict/predictions.csv"))
     rows = list(csv.DictReader(written.open()))
@@ -130,14 +148,15 @@ def test_checkpoint_predictions_match_the_in_memory_model(tmp_path, data_files):
     [
         (lambda p: p / "missing.csv", "does not exist"),
         (lambda p: write_rows(p / "cols.csv", [{"review": "a", "label": "x"}]), "columns found: review, label"),
-        (lambda p: (p / "empty.csv").write_text("") and p / "empty.csv" or p / "empty.csv", "is empty"),
+        (lambda p: ((p / "empty.csv").write_text("") and p / "empty.csv") or p / "empty.csv", "is empty"),
     ],
     ids=["missing-file", "missing-column", "empty-file"],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, make_input, expected):
     path = make_input(tmp_path)
-    result = run_textcls("fit", "--config", "configs/textcnn.yaml", "--data.train_file", str(path),
-                         "--runs_root", str(tmp_path / "runs"))
+    result = run_textcls(
+        "fit", "--config", "configs/textcnn.yaml", "--data.train_file", str(path), "--runs_root", str(tmp_path / "runs")
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -48,7 +50,7 @@ def test_warmup_then_cosine_to_min():
         sched.step()
     assert lrs[0] < lrs[5] < lrs[9]  # rising during warmup
     assert lrs[10] == pytest.approx(1.0)  # peak right after warmup
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # then never rising
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))  # then never rising
     assert lrs[-1] == pytest.approx(0.1, abs=0.01)
 
 
