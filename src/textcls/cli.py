@@ -7,7 +7,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from jsonargparse import Namespace
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -17,7 +16,7 @@ from rich.console import Console
 
 from textcls.callbacks import EpochSummary, PredictionWriter
 from textcls.data import DataError, TextDataModule
-from textcls.data.datamodule import load_checkpoint_state
+from textcls.inference import read_checkpoint
 from textcls.module import TextClassifier
 from textcls.rundir import discard_empty_run_dir, new_run_dir
 
@@ -101,10 +100,10 @@ def _with_checkpoint_defaults(argv: list[str]) -> list[str]:
     path = Path(ckpt_path)
     if not path.is_file():
         raise DataError(f"--ckpt_path '{path}' does not exist or is not a file; pass the path of a .ckpt file.")
-    load_checkpoint_state(path)  # fails with a clear message for a foreign or truncated file
+    checkpoint = read_checkpoint(path)  # fails with a clear message for a foreign, truncated or incomplete file
     if subcommand == "fit":
         return argv
-    hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    hparams = checkpoint["hyper_parameters"]
     model = {k: v for k, v in hparams.items() if not k.startswith("_")}
     defaults = {"model": model, "data": {"tokenizer_file": str(path)}}
     position = argv.index(subcommand) + 1
@@ -149,7 +148,16 @@ def _print_run_summary(trainer: Any) -> None:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the `textcls` console script."""
+    argv = list(sys.argv[1:] if args is None else args)
     try:
+        if argv[:1] == ["export"]:
+            # Not a Trainer method, so not a LightningCLI subcommand: its own parser over export()'s signature.
+            from jsonargparse import auto_cli
+
+            from textcls.export import export
+
+            auto_cli(export, args=argv[1:], as_positional=False, prog="textcls export")
+            return
         TextclsCLI(args=args)
     except DataError as err:
         discard_empty_run_dir()

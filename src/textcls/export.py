@@ -1,0 +1,198 @@
+"""`textcls export`: a checkpoint -> a directory that serves without textcls or PyTorch.
+
+The directory holds `model.onnx` (token ids -> logits, dynamic batch and sequence axes), `tokenizer.json` (a
+`tokenizers` file with truncation and padding already switched on, so `encode_batch` yields the model's input) and
+`labels.json` (class names in logit order), plus a short README.txt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from torch import nn
+
+from textcls.data.errors import DataError
+from textcls.inference import DEFAULT_MAX_LENGTH, Classifier, load_classifier
+
+console = Console(highlight=False)
+ONNX_INPUT, ONNX_OUTPUT = "input_ids", "logits"
+# ONNX Runtime and PyTorch sum in different orders; 1e-4 on logits is far below anything that changes a prediction.
+PARITY_TOLERANCE = 1e-4
+
+
+class PaddedForExport(nn.Module):
+    """The network with enough padding appended that every input, even one with no tokens, fits every layer.
+
+    TextCNN pads short batches itself, but with a Python `if` on the sequence length, which a traced graph freezes
+    to the example's answer. Padding unconditionally changes nothing (both models ignore padding) and keeps the
+    graph valid for every sequence length.
+    """
+
+    def __init__(self, model: nn.Module, pad_id: int) -> None:
+        super().__init__()
+        self.model = model
+        self.pad_id = pad_id
+        self.extra = max(getattr(model, "kernel_sizes", None) or [1])
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(F.pad(input_ids, (0, self.extra), value=self.pad_id))
+
+
+def export(
+    ckpt_path: str,
+    output: str,
+    format: Literal["onnx"] = "onnx",
+    max_length: int = DEFAULT_MAX_LENGTH,
+    opset: int | None = None,
+    check: bool = True,
+) -> Path:
+    """Export a textcls checkpoint for serving: model.onnx, tokenizer.json and labels.json in one directory.
+
+    Args:
+        ckpt_path: the .ckpt file written by `textcls fit`.
+        output: directory to write into (created if missing; files of an earlier export there are replaced).
+        format: export format; only "onnx".
+        max_length: truncation length written into tokenizer.json; use the `--data.max_length` of training.
+        opset: ONNX opset version; unset uses the exporter's default.
+        check: run the exported model in ONNX Runtime and compare its logits with PyTorch's before finishing.
+    """
+    if format != "onnx":
+        raise DataError(f"--format {format!r} is not supported; use --format onnx.")
+    clf = load_classifier(ckpt_path, device="cpu", max_length=max_length)
+    out_dir = Path(output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--output '{out_dir}' exists and is not a directory; pass a directory path.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {
+        "tokenizer.json": _serving_tokenizer_json(clf),
+        "labels.json": json.dumps(clf.label_names, ensure_ascii=False, indent=1) + "\n",
+        "README.txt": _readme(clf, Path(ckpt_path)),
+    }
+    # Everything is written under temporary names and renamed at the end, so an interrupted export never leaves a
+    # model.onnx beside the tokenizer or labels of another checkpoint.
+    staged: list[tuple[Path, Path]] = []
+    try:
+        tmp_model = out_dir / f".model.onnx.{os.getpid()}.tmp"
+        staged.append((tmp_model, out_dir / "model.onnx"))
+        export_onnx(clf, tmp_model, opset=opset)
+        if check:
+            difference = check_onnx(clf, tmp_model)
+            console.print(f"ONNX Runtime matches PyTorch: max |logit difference| {difference:.2e}")
+        for name, text in written.items():
+            tmp = out_dir / f".{name}.{os.getpid()}.tmp"
+            staged.append((tmp, out_dir / name))
+            tmp.write_text(text, encoding="utf-8")
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    console.print(f"Exported to [bold]{out_dir}[/bold]: {', '.join(['model.onnx', *written])}", soft_wrap=True)
+    return out_dir
+
+
+def export_onnx(clf: Classifier, path: Path, opset: int | None = None) -> None:
+    """Write the network as ONNX: int64 input_ids [batch, sequence] -> float logits [batch, classes]."""
+    try:
+        import onnxscript  # noqa: F401  (the torch.export-based exporter needs it)
+    except ImportError:
+        raise DataError("ONNX export needs the onnx extra: pip install 'textcls[onnx]'.") from None
+    wrapped = PaddedForExport(clf.model, clf.tokenizer.pad_id).eval()
+    example = clf.encode(["an example text to trace", "short"])
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    with _quiet_exporter(), torch.no_grad():
+        # dynamo=True: the torch.export-based exporter, torch's default and maintained path (the TorchScript one
+        # is deprecated and slated for removal). external_data=False keeps the weights inside model.onnx.
+        program = torch.onnx.export(
+            wrapped,
+            (example,),
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            dynamic_shapes={"input_ids": {0: batch, 1: sequence}},
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
+    program.save(str(path), external_data=False)
+
+
+def check_onnx(clf: Classifier, path: Path) -> float:
+    """Run the exported model in ONNX Runtime on texts of several lengths; the largest logit difference to PyTorch."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise DataError(
+            "checking the export needs onnxruntime: pip install 'textcls[onnx]', or pass --check false."
+        ) from None
+    texts = ["", "fine", "a much longer text, long enough to cover every filter width of the network", "two words"]
+    ids = clf.encode(texts)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run([ONNX_OUTPUT], {ONNX_INPUT: ids.numpy()})[0])
+    with torch.no_grad():
+        expected = clf.model(ids).float()
+    difference = float((got - expected).abs().max())
+    if not difference <= PARITY_TOLERANCE:
+        raise RuntimeError(f"the exported model's logits differ from PyTorch's by {difference:.2e}")
+    return difference
+
+
+@contextmanager
+def _quiet_exporter():
+    """Silence the exporter's notes on optional packages (torchvision) and torch-internal deprecations."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _serving_tokenizer_json(clf: Classifier) -> str:
+    """The tokenizer as `tokenizers` JSON with truncation to max_length and right padding with `<pad>` enabled."""
+    spec = json.loads(clf.tokenizer.to_json())
+    spec["truncation"] = {"direction": "Right", "max_length": clf.max_length, "strategy": "LongestFirst", "stride": 0}
+    pad_token = clf.tokenizer.vocab[clf.tokenizer.pad_id]
+    spec["padding"] = {
+        "strategy": "BatchLongest",
+        "direction": "Right",
+        "pad_to_multiple_of": None,
+        "pad_id": clf.tokenizer.pad_id,
+        "pad_type_id": 0,
+        "pad_token": pad_token,
+    }
+    return json.dumps(spec, ensure_ascii=False)
+
+
+def _readme(clf: Classifier, ckpt_path: Path) -> str:
+    return f"""Exported by `textcls export` from {ckpt_path.name}.
+
+model.onnx      input "{ONNX_INPUT}": int64 [batch, sequence], right-padded with {clf.tokenizer.pad_id}
+                output "{ONNX_OUTPUT}": float32 [batch, {len(clf.label_names)}]; softmax gives probabilities
+tokenizer.json  `tokenizers` file; truncates to {clf.max_length} tokens and pads to the longest text of a batch
+labels.json     class names in logit order
+
+    import json, numpy as np, onnxruntime, tokenizers
+    tok = tokenizers.Tokenizer.from_file("tokenizer.json")
+    labels = json.load(open("labels.json"))
+    session = onnxruntime.InferenceSession("model.onnx")
+    ids = np.array([e.ids for e in tok.encode_batch(["a great film", "dull"])], dtype=np.int64)
+    logits = session.run(None, {{"{ONNX_INPUT}": ids}})[0]
+    print([labels[i] for i in logits.argmax(-1)])
+
+An empty or whitespace-only text encodes to padding only; the model still gives it a (constant) prediction.
+"""

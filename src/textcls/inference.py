@@ -1,0 +1,240 @@
+"""Predict from a checkpoint alone: `load_classifier(path).predict(texts)`, with no DataModule and no Trainer.
+
+The checkpoint is read with `torch.load(weights_only=True)`: plain data and tensors only, so loading a file cannot run
+code hidden in it. The network is rebuilt from the class path and arguments that LightningCLI recorded, and only
+classes under `textcls.models` (or the prefixes a caller explicitly allows) are ever imported from that record.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import nn
+
+from textcls.data.errors import DataError
+from textcls.data.tokenizer import WordTokenizer
+
+DATA_STATE_KEY = "TextDataModule"
+DEFAULT_MAX_LENGTH = 256  # the default of TextDataModule.max_length, which checkpoints do not record
+TRUSTED_MODEL_PREFIXES = ("textcls.models.",)
+# Texts are tokenized and length-sorted this many batches at a time: sorting the whole call would hold every token
+# id of a very long list in memory at once, while a few dozen batches already group similar lengths together.
+_BATCHES_PER_CHUNK = 32
+
+
+class Classifier:
+    """A trained network with its tokenizer and label names, ready to classify Python strings.
+
+    Args:
+        model: the network: right-padded int64 token ids [batch, seq] -> logits [batch, classes].
+        tokenizer: the tokenizer the network was trained with.
+        label_names: class names in logit order.
+        max_length: texts are truncated to this many tokens (use the `--data.max_length` of training).
+        device: where the network runs, e.g. "cpu", "cuda" or "cuda:1".
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: WordTokenizer,
+        label_names: Sequence[str],
+        max_length: int = DEFAULT_MAX_LENGTH,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if max_length < 1:
+            raise DataError(f"max_length must be a positive number of tokens, got {max_length}.")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.label_names = list(label_names)
+        self.max_length = max_length
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Token ids of `texts` as one right-padded int64 batch [len(texts), longest] (at least one column)."""
+        flat, offsets = _flatten(self.tokenizer.encode(_as_arrow(texts), self.max_length))
+        return torch.from_numpy(_pad(flat, offsets, np.arange(len(offsets) - 1), self.tokenizer.pad_id))
+
+    def logits(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Raw scores [len(texts), classes] (float32), in input order."""
+        return np.concatenate(list(self._scores(texts, batch_size, softmax=False)), axis=0)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Class probabilities [len(texts), classes] (float32), in input order; columns follow `label_names`."""
+        return np.concatenate(list(self._scores(texts, batch_size, softmax=True)), axis=0)
+
+    def predict(self, texts: Sequence[str] | str, batch_size: int = 256, top_k: int | None = None) -> list[dict]:
+        """One record per text, in input order: `{"label", "probability", "probabilities"}`.
+
+        `probabilities` maps every label name to its probability in label order, or, with `top_k`, only the k most
+        probable labels, most probable first. An empty or whitespace-only text has no tokens; it gets the network's
+        prediction for an empty input (the same for every such text), not an error.
+
+        Args:
+            texts: the texts (a single string is treated as a list of one).
+            batch_size: texts per forward pass.
+            top_k: keep only the k most probable labels in `probabilities`; unset keeps all.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        num_classes = len(self.label_names)
+        if top_k is not None and not 1 <= top_k <= num_classes:
+            raise DataError(f"top_k must be between 1 and the number of classes ({num_classes}), got {top_k}.")
+        probs = self.predict_proba(texts, batch_size)
+        names = self.label_names
+        records = []
+        for row in probs.tolist():
+            best = max(range(num_classes), key=row.__getitem__)
+            if top_k is None:
+                shown = dict(zip(names, row, strict=True))
+            else:
+                order = sorted(range(num_classes), key=lambda i: -row[i])[:top_k]
+                shown = {names[i]: row[i] for i in order}
+            records.append({"label": names[best], "probability": row[best], "probabilities": shown})
+        return records
+
+    @torch.inference_mode()
+    def _scores(self, texts: Sequence[str], batch_size: int, softmax: bool) -> Iterator[np.ndarray]:
+        if batch_size < 1:
+            raise DataError(f"batch_size must be a positive integer, got {batch_size}.")
+        if len(texts) == 0:
+            yield np.zeros((0, len(self.label_names)), np.float32)
+            return
+        chunk = batch_size * _BATCHES_PER_CHUNK
+        for start in range(0, len(texts), chunk):
+            flat, offsets = _flatten(self.tokenizer.encode(_as_arrow(texts[start : start + chunk]), self.max_length))
+            lengths = np.diff(offsets)
+            # Longest first, so similar lengths share a batch and little compute goes into padding.
+            order = np.argsort(-lengths, kind="stable")
+            out = np.empty((len(lengths), len(self.label_names)), np.float32)
+            for first in range(0, len(order), batch_size):
+                rows = order[first : first + batch_size]
+                ids = torch.from_numpy(_pad(flat, offsets, rows, self.tokenizer.pad_id))
+                scores = self.model(ids.to(self.device, non_blocking=True)).float()
+                if softmax:
+                    scores = torch.softmax(scores, dim=-1)
+                out[rows] = scores.cpu().numpy()
+            yield out
+
+
+def _as_arrow(texts: Sequence[str]) -> pa.Array:
+    try:
+        return pa.array(texts, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise DataError(f"texts must be a list of strings ({err}).") from None
+
+
+def _flatten(lists: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+    """All token ids as one int64 array, and the offsets into it of each text's list."""
+    return lists.values.to_numpy(zero_copy_only=False).astype(np.int64), lists.offsets.to_numpy().astype(np.int64)
+
+
+def _pad(flat: np.ndarray, offsets: np.ndarray, rows: np.ndarray, pad_id: int) -> np.ndarray:
+    """The token lists at `rows`, right-padded with `pad_id` to the longest of them, as int64 [len(rows), width]."""
+    starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
+    # At least one column: a batch of empty texts is still a valid input for the network.
+    width = max(int(lengths.max(initial=0)), 1)
+    positions = np.arange(width)
+    inside = positions < lengths[:, None]
+    batch = np.full((len(rows), width), pad_id, np.int64)
+    batch[inside] = flat[(starts[:, None] + positions)[inside]]
+    return batch
+
+
+def load_classifier(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    max_length: int = DEFAULT_MAX_LENGTH,
+    trusted_model_prefixes: Sequence[str] = TRUSTED_MODEL_PREFIXES,
+) -> Classifier:
+    """Load a textcls checkpoint for prediction, with `torch.load(weights_only=True)` only.
+
+    Args:
+        path: a `.ckpt` file written by `textcls fit`.
+        device: where the network runs, e.g. "cpu", "cuda" or "cuda:1".
+        max_length: texts are truncated to this many tokens; checkpoints do not record the training
+            `--data.max_length`, so pass it when training used another value than 256.
+        trusted_model_prefixes: module prefixes from which the network's class may be imported; the class path is
+            read from the checkpoint, so only code you trust belongs here.
+    """
+    checkpoint = read_checkpoint(path)
+    model = build_model(checkpoint, path, trusted_model_prefixes)
+    state = checkpoint[DATA_STATE_KEY]
+    tokenizer = WordTokenizer.from_json(state["tokenizer"], f"'{path}' (tokenizer)")
+    return Classifier(model, tokenizer, state["label_names"], max_length=max_length, device=device)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's contents, checked to be a textcls checkpoint; any problem is a `DataError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint '{path}' does not exist or is not a file; pass the path of a .ckpt file.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a truncated, foreign or unsafe file
+        message = str(err)
+        if "Unsupported global" in message:
+            reason = "it contains pickled Python objects, which are never loaded, for safety"
+        elif (
+            isinstance(err, (EOFError, pickle.UnpicklingError))
+            or "zip archive" in message
+            or "central directory" in message
+        ):
+            reason = "the file is truncated or not a PyTorch checkpoint"
+        else:
+            reason = f"{type(err).__name__}: {message.strip().splitlines()[0][:120] if message.strip() else ''}"
+        raise DataError(
+            f"'{path}' is not a readable checkpoint ({reason}); pass a complete .ckpt file written by `textcls fit`."
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise DataError(f"'{path}' is not a textcls checkpoint (it holds a {type(checkpoint).__name__}, not a dict).")
+    missing = [key for key in ("state_dict", "hyper_parameters", DATA_STATE_KEY) if key not in checkpoint]
+    if missing:
+        raise DataError(f"'{path}' is not a textcls checkpoint: it has no {', '.join(map(repr, missing))}.")
+    state = checkpoint[DATA_STATE_KEY]
+    if not isinstance(state, dict) or not isinstance(state.get("tokenizer"), str) or not state.get("label_names"):
+        raise DataError(f"'{path}' is not a textcls checkpoint: {DATA_STATE_KEY!r} lacks the tokenizer or label names.")
+    return checkpoint
+
+
+def build_model(
+    checkpoint: dict[str, Any], path: str | Path, trusted_prefixes: Sequence[str] = TRUSTED_MODEL_PREFIXES
+) -> nn.Module:
+    """The network described by the checkpoint's `hyper_parameters["model"]`, with the checkpoint's weights."""
+    spec = checkpoint["hyper_parameters"].get("model")
+    if not isinstance(spec, dict) or not isinstance(spec.get("class_path"), str):
+        raise DataError(
+            f"'{path}' has no model config (hyper_parameters['model'] with a class_path); it was not written by "
+            "`textcls fit`. Use TextClassifier.load_from_checkpoint(path, model=...) instead."
+        )
+    class_path, init_args = spec["class_path"], dict(spec.get("init_args") or {})
+    if not class_path.startswith(tuple(trusted_prefixes)):
+        raise DataError(
+            f"'{path}': model class {class_path!r} is outside the trusted prefixes {list(trusted_prefixes)}; pass "
+            "trusted_model_prefixes=[...] to load_classifier if you trust it."
+        )
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise DataError(f"'{path}': model class {class_path!r} cannot be imported ({err}).") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise DataError(f"'{path}': {class_path!r} is not a torch.nn.Module class.")
+    try:
+        model = cls(**init_args)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"'{path}': cannot build {class_path} from the recorded arguments ({err}).") from None
+    prefix = "model."
+    weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise DataError(f"'{path}': the weights do not fit {class_path} ({' '.join(first[:2])[:300]}).") from None
+    return model.eval()
