@@ -132,7 +132,7 @@ def _experiment_name(config: Namespace) -> str:
 
 
 def _has_test_data(datamodule: TextDataModule) -> bool:
-    return bool(datamodule.test_file) or datamodule.use_demo
+    return datamodule.has_test_data  # a test file, the demo, or a hub dataset's test split
 
 
 @rank_zero_only

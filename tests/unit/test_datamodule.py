@@ -1,9 +1,15 @@
 import numpy as np
 import pytest
 import torch
-
 from helpers import labelled_rows, write_rows
+
 from textcls.data import DataError, TextDataModule
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    # The default cache lives under $XDG_CACHE_HOME; keep every test's entries to itself.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
@@ -32,7 +38,7 @@ def test_validation_split_is_stratified_and_seeded(tmp_path):
         dm = TextDataModule(train_file=train, val_fraction=0.2, split_seed=seed)
         dm.setup("fit")
         val = dm.datasets["validation"]
-        return val.values.tolist(), val.labels
+        return [val.row(i).tolist() for i in range(len(val))], val.labels
 
     first, labels = val_ids(1)
     again, _ = val_ids(1)
@@ -50,8 +56,7 @@ def test_vocabulary_comes_from_the_training_split_only(tmp_path):
     dm.setup("test")
     assert "trainonly" in dm.tokenizer.vocab
     assert "valonly" not in dm.tokenizer.vocab and "testonly" not in dm.tokenizer.vocab
-    first_val_row = dm.datasets["validation"].values[: dm.datasets["validation"].offsets[1]]
-    assert first_val_row[0] == dm.tokenizer.unk_id
+    assert dm.datasets["validation"].row(0)[0] == dm.tokenizer.unk_id
 
 
 def test_state_round_trip_restores_tokenizer_and_labels(tmp_path):
@@ -74,7 +79,7 @@ def test_bad_settings_name_the_key(kwargs, key):
 def test_missing_column_lists_the_columns_found(tmp_path):
     path = write_rows(tmp_path / "t.csv", [{"review": "x", "label": "a"}, {"review": "y", "label": "b"}])
     with pytest.raises(DataError, match="columns found: review, label"):
-        TextDataModule(train_file=str(path)).vocab_size
+        _ = TextDataModule(train_file=str(path)).vocab_size
 
 
 def test_unseen_validation_label_is_an_error(tmp_path):

@@ -1,45 +1,60 @@
-"""TextDataModule: files (or the built-in demo) -> tokenizer and labels from the training split -> padded batches."""
+"""TextDataModule: files, a hub dataset or the built-in demo -> cached tokenized Arrow splits -> padded batches."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, SequentialSampler
 
-from textcls.data.batching import TokenizedDataset, passthrough_collate
+from textcls.data.batching import BucketBatchSampler, TokenizedDataset, passthrough_collate
+from textcls.data.build import EMPTY_TEXT, Columns, TrainSettings, build_eval_entry, build_train_entry, warn_dropped
+from textcls.data.cache import cache_key, default_cache_dir, get_or_build
 from textcls.data.errors import DataError
-from textcls.data.labels import encode_labels, label_order, stratified_split
-from textcls.data.sources import read_table
+from textcls.data.sources import FileSource, Source, TableSource
 from textcls.data.synthetic import make_demo_splits
 from textcls.data.tokenizer import WordTokenizer
 
 DEMO = "demo"
+SPLIT_OPTIONS = {"train": "train_file", "validation": "val_file", "test": "test_file", "predict": "predict_file"}
 
 
 class TextDataModule(pl.LightningDataModule):
-    """Text classification data from CSV / TSV / JSON Lines files, or the built-in synthetic demo.
+    """Text classification data from local files, a Hugging Face hub dataset, or the built-in synthetic demo.
 
     The tokenizer and the label names are learned from the training split only and travel in the checkpoint,
-    so `validate`, `test` and `predict` from a checkpoint need no training data.
+    so `validate`, `test` and `predict` from a checkpoint need no training data. Tokenized splits are cached as
+    memory-mapped Arrow files under `cache_dir`, keyed by the input files' content and every setting below that
+    changes them; a second run with the same inputs skips reading and tokenizing.
 
     Args:
-        train_file: labelled training data (.csv, .tsv, .jsonl); unset with no `dataset` means the synthetic demo.
-        val_file: labelled validation data; unset means a stratified `val_fraction` split of the training file.
+        train_file: labelled training data (.csv, .tsv, .jsonl, .parquet, .txt `label text` or fastText lines);
+            unset with no `dataset` means the synthetic demo.
+        val_file: labelled validation data; unset means a stratified `val_fraction` split of the training data.
         test_file: labelled test data for `textcls test` and the test after `fit`.
         predict_file: texts to classify with `textcls predict` (.txt: one text per line, or a table with `text_column`).
-        dataset: a built-in dataset instead of files; "demo" is the synthetic task `make train` uses.
+        dataset: "demo" (the synthetic task `make train` uses) or a Hugging Face hub dataset name, e.g. "ag_news".
+        dataset_config: the hub dataset's configuration name, if it has several.
+        train_split: hub split to train on.
+        val_split: hub split to validate on; unset means a `val_fraction` split of `train_split`.
+        test_split: hub split to test on; unset means no test data.
+        format: file format of all data files (csv, tsv, jsonl, parquet, labeltext, fasttext, lines); unset means
+            from the extension (.txt: fastText if the first line starts with `__label__`, else `label text`; a
+            .txt predict file is always one text per line).
         text_column: column holding the text; a list of columns is joined with spaces.
         label_column: column holding the label (strings or integers).
-        val_fraction: share of each class moved from the training file to validation when there is no `val_file`.
-        split_seed: seed of that validation split.
+        empty_text: rows whose text is empty or blank: "drop" them with a warning, or "error".
+        max_train_samples: train on a seeded random subset of at most this many rows (quick runs).
+        max_eval_samples: validate and test on a seeded random subset of at most this many rows.
+        val_fraction: share of each class moved from the training data to validation when there is no validation set.
+        split_seed: seed of that validation split and of the `max_*_samples` subsets.
         batch_size: training batch size (per device).
         eval_batch_size: batch size for validation, test and predict; unset means 2 x `batch_size`.
         max_length: texts are truncated to this many tokens.
@@ -48,6 +63,9 @@ class TextDataModule(pl.LightningDataModule):
         max_vocab_size: keep at most this many tokens (including `<pad>` and `<unk>`); unset keeps all.
         tokenizer_file: use this tokenizer.json (or the tokenizer and labels of a textcls checkpoint) instead of
             building one from the training split.
+        cache_dir: where tokenized splits are cached; unset means $XDG_CACHE_HOME/textcls (~/.cache/textcls).
+        bucket: training batches of similar lengths (less padding), shuffled; false means plain shuffled batches.
+        bucket_pool_batches: batches per length-sorting pool when `bucket` is on.
         num_workers: DataLoader worker processes.
         pin_memory: pin host memory (useful with a GPU).
     """
@@ -59,8 +77,16 @@ class TextDataModule(pl.LightningDataModule):
         test_file: str | None = None,
         predict_file: str | None = None,
         dataset: str | None = None,
+        dataset_config: str | None = None,
+        train_split: str = "train",
+        val_split: str | None = None,
+        test_split: str | None = None,
+        format: str | None = None,
         text_column: str | list[str] = "text",
         label_column: str = "label",
+        empty_text: str = "drop",
+        max_train_samples: int | None = None,
+        max_eval_samples: int | None = None,
         val_fraction: float = 0.1,
         split_seed: int = 42,
         batch_size: int = 64,
@@ -70,6 +96,9 @@ class TextDataModule(pl.LightningDataModule):
         min_freq: int = 1,
         max_vocab_size: int | None = 50_000,
         tokenizer_file: str | None = None,
+        cache_dir: str | None = None,
+        bucket: bool = True,
+        bucket_pool_batches: int = 100,
         num_workers: int = 0,
         pin_memory: bool = False,
     ) -> None:
@@ -81,21 +110,45 @@ class TextDataModule(pl.LightningDataModule):
         _check_setting(min_freq >= 1, "min_freq", min_freq, "1 or more")
         _check_setting(max_vocab_size is None or max_vocab_size > 2, "max_vocab_size", max_vocab_size, "more than 2")
         _check_setting(num_workers >= 0, "num_workers", num_workers, "0 or more")
-        if dataset not in (None, DEMO):
-            raise DataError(f"--data.dataset {dataset!r} is not a built-in dataset; use 'demo' or --data.train_file.")
-        if dataset == DEMO and train_file:
-            raise DataError("--data.dataset demo and --data.train_file exclude each other; give one of them.")
-        self.train_file, self.val_file, self.test_file, self.predict_file = train_file, val_file, test_file, predict_file
-        self.use_demo = dataset == DEMO or (train_file is None and tokenizer_file is None)
+        _check_setting(empty_text in EMPTY_TEXT, "empty_text", empty_text, " or ".join(EMPTY_TEXT))
+        for key, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples)):
+            _check_setting(value is None or value > 0, key, value, "a positive number of rows")
+        _check_setting(bucket_pool_batches > 0, "bucket_pool_batches", bucket_pool_batches, "a positive integer")
+        if dataset is not None and train_file:
+            raise DataError(f"--data.dataset {dataset} and --data.train_file exclude each other; give one of them.")
+        self.train_file, self.val_file, self.test_file, self.predict_file = (
+            train_file,
+            val_file,
+            test_file,
+            predict_file,
+        )
+        self.dataset, self.dataset_config = dataset, dataset_config
+        self.train_split, self.val_split, self.test_split = train_split, val_split, test_split
+        self.use_demo = dataset == DEMO or (dataset is None and train_file is None and tokenizer_file is None)
+        self.format = format
         self.text_columns = [text_column] if isinstance(text_column, str) else list(text_column)
-        self.label_column = label_column
+        self.label_column, self.empty_text = label_column, empty_text
+        self.max_train_samples, self.max_eval_samples = max_train_samples, max_eval_samples
         self.val_fraction, self.split_seed = val_fraction, split_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or 2 * batch_size
-        self.max_length, self.lowercase, self.min_freq, self.max_vocab_size = max_length, lowercase, min_freq, max_vocab_size
+        self.max_length, self.lowercase, self.min_freq, self.max_vocab_size = (
+            max_length,
+            lowercase,
+            min_freq,
+            max_vocab_size,
+        )
         self.tokenizer_file = tokenizer_file
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.bucket, self.bucket_pool_batches = bucket, bucket_pool_batches
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.datasets: dict[str, TokenizedDataset] = {}
         self._vocabulary: tuple[WordTokenizer, list[str]] | None = None
+        self._entries: dict[str, Path] = {}
+        self._vocab_entry: Path | None = None  # the training entry the vocabulary was learned in, if any
+
+    @property
+    def has_test_data(self) -> bool:
+        return bool(self.test_file) or self.use_demo or (self.dataset not in (None, DEMO) and bool(self.test_split))
 
     # ----- sizes the model needs (LightningCLI links them into the model at instantiation) -----
 
@@ -121,19 +174,18 @@ class TextDataModule(pl.LightningDataModule):
 
     def _load_vocabulary(self) -> tuple[WordTokenizer, list[str]]:
         if self._vocabulary is None:
-            self._vocabulary = self._read_vocabulary_file() if self.tokenizer_file else None
-            if self._vocabulary is None or not self._vocabulary[1]:
-                train = self._labelled_splits["train"]
-                names = self._vocabulary[1] if self._vocabulary else label_order(train["label"])
-                if len(names) < 2:
-                    raise DataError(
-                        f"the training data has only one class ({names[0]!r}); a classifier needs at least two."
-                    )
-                tokenizer = self._vocabulary[0] if self._vocabulary else WordTokenizer.train(
-                    train["text"], self.lowercase, self.min_freq, self.max_vocab_size
-                )
+            tokenizer, names = self._read_vocabulary_file() if self.tokenizer_file else (None, [])
+            if tokenizer is not None and names:
                 self._vocabulary = (tokenizer, names)
-                rank_zero_info(f"vocabulary: {tokenizer.vocab_size:,} tokens; labels: {', '.join(names)}")
+            else:
+                entry = self._train_entry(tokenizer, names)
+                self._vocab_entry = entry
+                self._vocabulary = (
+                    WordTokenizer.from_json((entry / "tokenizer.json").read_text(encoding="utf-8")),
+                    json.loads((entry / "meta.json").read_text(encoding="utf-8"))["label_names"],
+                )
+            tokenizer, names = self._vocabulary
+            rank_zero_info(f"vocabulary: {tokenizer.vocab_size:,} tokens; labels: {', '.join(names)}")
         return self._vocabulary
 
     def _read_vocabulary_file(self) -> tuple[WordTokenizer, list[str]]:
@@ -147,131 +199,223 @@ class TextDataModule(pl.LightningDataModule):
 
     # ----- Lightning hooks -----
 
+    def prepare_data(self) -> None:
+        """Build the cache entries once per node before the ranks' `setup`; ranks that race still build only once."""
+        self._load_vocabulary()
+
     def setup(self, stage: str) -> None:
         wanted = {"fit": ["train", "validation"], "validate": ["validation"], "test": ["test"], "predict": ["predict"]}
         for split in wanted[stage]:
-            if split not in self.datasets:
-                self.datasets[split] = self._encode(split)
+            self._dataset(split)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain data only, so the checkpoint loads with `torch.load(weights_only=True)`."""
         return {"tokenizer": self.tokenizer.to_json(), "label_names": list(self.label_names)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._vocabulary = (WordTokenizer.from_json(state_dict["tokenizer"]), list(state_dict["label_names"]))
+        vocabulary = (WordTokenizer.from_json(state_dict["tokenizer"]), list(state_dict["label_names"]))
+        if self._vocabulary is None or vocabulary[0].vocab != self._vocabulary[0].vocab:
+            self.datasets, self._vocab_entry = {}, None  # encoded with another vocabulary
+        self._vocabulary = vocabulary
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        dataset = self._dataset("train")
+        if not self.bucket:
+            return self._loader(dataset, batch_size=self.batch_size, shuffle=True)
+        sampler = BucketBatchSampler(
+            SequentialSampler(dataset),
+            batch_size=self.batch_size,
+            drop_last=False,
+            lengths=dataset.lengths,
+            pool_batches=self.bucket_pool_batches,
+            seed=int(os.environ.get("PL_GLOBAL_SEED", self.split_seed)),
+        )
+        return self._loader(dataset, batch_sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", self.eval_batch_size)
+        return self._loader(self._dataset("validation"), batch_size=self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size)
+        return self._loader(self._dataset("test"), batch_size=self.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", self.eval_batch_size)
+        return self._loader(self._dataset("predict"), batch_size=self.eval_batch_size)
 
-    # ----- reading and encoding -----
-
-    def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> DataLoader:
-        if split not in self.datasets:
-            self.datasets[split] = self._encode(split)
+    def _loader(self, dataset: TokenizedDataset, **kwargs: Any) -> DataLoader:
         return DataLoader(
-            self.datasets[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
+            dataset,
             collate_fn=passthrough_collate,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            **kwargs,
         )
 
-    def _encode(self, split: str) -> TokenizedDataset:
-        if split == "predict":
-            table = self._read_predict_table()
-            labels = None
-        else:
-            if split not in self._labelled_splits:
-                option = {"train": "train_file", "validation": "val_file", "test": "test_file"}[split]
-                raise DataError(f"no {split} data: pass --data.{option}.")
-            table = self._labelled_splits[split]
-            labels = encode_labels(table["label"], self.label_names, self._source(split))
-        ids = self.tokenizer.encode(table["text"], self.max_length)
-        return TokenizedDataset(ids, labels, pad_id=self.pad_id)
+    # ----- sources and cache entries -----
 
-    def _source(self, split: str) -> str:
-        files = {"train": self.train_file, "validation": self.val_file or self.train_file, "test": self.test_file}
-        return DEMO if self.use_demo else str(files.get(split))
+    def _dataset(self, split: str) -> TokenizedDataset:
+        if split not in self.datasets:
+            self.datasets[split] = TokenizedDataset(self._split_file(split), pad_id=self.pad_id)
+        return self.datasets[split]
+
+    def _split_file(self, split: str) -> Path:
+        if split == "train" or (split == "validation" and self._source("validation") is None):
+            if split == "validation" and self._train_source is None:
+                raise DataError("no validation data: pass --data.val_file (or --data.train_file to split it from).")
+            vocabulary = self._load_vocabulary()
+            entry = self._vocab_entry or self._train_entry(*vocabulary)
+            return entry / f"{split}.arrow"
+        source = self._source(split)
+        if source is None:
+            hub = split == "test" and self.dataset not in (None, DEMO)
+            option = "data.test_split" if hub else f"data.{SPLIT_OPTIONS[split]}"
+            raise DataError(f"no {split} data: pass --{option}.")
+        return self._eval_entry(split, source) / "split.arrow"
 
     @cached_property
-    def _labelled_splits(self) -> dict[str, pa.Table]:
-        """Tables with columns text, label for train / validation (/ test when given)."""
+    def _train_source(self) -> Source | None:
         if self.use_demo:
             rank_zero_info("No --data.train_file given: using the built-in synthetic demo dataset.")
-            return make_demo_splits(seed=0)
+            return _demo_source("train")
+        if self.dataset is not None:
+            from textcls.data.hub import load_hub_split
+
+            return load_hub_split(self.dataset, self.dataset_config, self.train_split, self.label_column)
         if self.train_file is None:
-            raise DataError("no training data: pass --data.train_file (or --data.dataset demo).")
-        splits = {"train": self._read_labelled(self.train_file, "training file")}
-        if self.val_file:
-            splits["validation"] = self._read_labelled(self.val_file, "validation file")
-        else:
-            labels = splits["train"]["label"].combine_chunks()
-            codes = pc.index_in(labels, value_set=pc.unique(labels)).to_numpy(zero_copy_only=False)
-            train_rows, val_rows = stratified_split(codes, self.val_fraction, self.split_seed)
-            splits["validation"] = splits["train"].take(val_rows)
-            splits["train"] = splits["train"].take(train_rows)
-        if self.test_file:
-            splits["test"] = self._read_labelled(self.test_file, "test file")
-        return splits
+            return None
+        return FileSource(self.train_file, "training file", self.format, True, self.text_columns[0], self.label_column)
 
-    def _read_labelled(self, path: str, what: str) -> pa.Table:
-        table = read_table(path, what)
-        text = self._text(table, path)
-        if self.label_column not in table.column_names:
+    def _source(self, split: str) -> Source | None:
+        if split == "predict":
+            if not self.predict_file:
+                return None
+            # A .txt predict file is one text per line whatever --data.format says for the labelled files.
+            fmt = None if self.predict_file.lower().endswith(".txt") else self.format
+            return FileSource(self.predict_file, "predict file", fmt, False, self.text_columns[0], self.label_column)
+        if self.use_demo:
+            return _demo_source(split) if split != "train" else self._train_source
+        if self.dataset is not None:
+            hub_split = {"train": self.train_split, "validation": self.val_split, "test": self.test_split}[split]
+            if hub_split is None:
+                return None
+            from textcls.data.hub import load_hub_split
+
+            return load_hub_split(self.dataset, self.dataset_config, hub_split, self.label_column)
+        path = {"train": self.train_file, "validation": self.val_file, "test": self.test_file}[split]
+        if not path:
+            return None
+        what = {"train": "training file", "validation": "validation file", "test": "test file"}[split]
+        source = FileSource(path, what, self.format, True, self.text_columns[0], self.label_column)
+        self._check_same_columns(source)
+        return source
+
+    def _check_same_columns(self, source: FileSource) -> None:
+        train = self._train_source
+        if not isinstance(train, FileSource) or source.path == train.path:
+            return
+        ours, theirs = source.column_names(), train.column_names()
+        if sorted(ours) != sorted(theirs):
             raise DataError(
-                f"{what} '{path}' has no label column {self.label_column!r}; columns found: "
-                f"{', '.join(table.column_names)}. Set --data.label_column."
+                f"{source.name} has columns {', '.join(ours)} but the training file has {', '.join(theirs)}; "
+                "give every labelled file the same columns."
             )
-        labels = pc.utf8_trim_whitespace(pc.fill_null(table[self.label_column], ""))
-        missing = pc.equal(labels, "")
-        if pc.any(missing).as_py():
-            row = int(np.flatnonzero(missing.to_numpy(zero_copy_only=False))[0]) + 1
-            raise DataError(
-                f"{what} '{path}': {pc.sum(missing).as_py()} row(s) have no label (first: data row {row}); "
-                "fill them in or remove them."
-            )
-        out = pa.table({"text": text, "label": labels})
-        return self._drop_empty_texts(out, f"{what} '{path}'")
 
-    def _read_predict_table(self) -> pa.Table:
-        if not self.predict_file:
-            raise DataError("nothing to predict: pass --data.predict_file (a .txt with one text per line, or a table).")
-        table = read_table(self.predict_file, "predict file")
-        if self.predict_file.endswith(".txt"):
-            return table
-        return pa.table({"text": self._text(table, self.predict_file)})
+    def _columns(self, source: Source, labelled: bool) -> Columns:
+        if isinstance(source, _DemoSource):
+            return Columns(["text"], "label" if labelled else None)
+        return Columns(self.text_columns, self.label_column if labelled else None)
 
-    def _text(self, table: pa.Table, path: str) -> pa.ChunkedArray:
-        missing = [c for c in self.text_columns if c not in table.column_names]
-        if missing:
-            raise DataError(
-                f"'{path}' has no text column {missing[0]!r}; columns found: {', '.join(table.column_names)}. "
-                "Set --data.text_column."
-            )
-        columns = [pc.fill_null(table[c], "") for c in self.text_columns]
-        return columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, " ")
+    def _train_entry(self, tokenizer: WordTokenizer | None, names: list[str]) -> Path:
+        source = self._train_source
+        if source is None:
+            raise DataError("no training data: pass --data.train_file, --data.dataset, or a --data.tokenizer_file.")
+        carve = self._source("validation") is None
+        settings = TrainSettings(
+            columns=self._columns(source, labelled=True),
+            empty_text=self.empty_text,
+            max_length=self.max_length,
+            lowercase=self.lowercase,
+            min_freq=self.min_freq,
+            max_vocab_size=self.max_vocab_size,
+            val_fraction=self.val_fraction if carve else None,
+            split_seed=self.split_seed,
+            max_train_samples=self.max_train_samples,
+            max_eval_samples=self.max_eval_samples if carve else None,
+        )
+        inputs = {
+            "source": source.fingerprint(),
+            "settings": settings.__dict__ | {"columns": settings.columns.__dict__},
+            "tokenizer": _digest(tokenizer.to_json()) if tokenizer else None,
+            "labels": names or None,
+        }
+        return self._entry(
+            "train", inputs, source, lambda out: build_train_entry(out, source, settings, tokenizer, names or None)
+        )
 
-    @staticmethod
-    def _drop_empty_texts(table: pa.Table, source: str) -> pa.Table:
-        blank = pc.equal(pc.utf8_trim_whitespace(table["text"]), "")
-        count = pc.sum(blank).as_py() or 0
-        if count == len(table):
-            raise DataError(f"{source} has no rows with text; it needs at least one labelled text.")
-        if count:
-            rank_zero_warn(f"{source}: dropped {count} row(s) whose text is empty.")
-            table = table.filter(pc.invert(blank))
-        return table
+    def _eval_entry(self, split: str, source: Source) -> Path:
+        tokenizer, names = self._load_vocabulary()
+        labelled = split != "predict"
+        columns = self._columns(source, labelled)
+        max_rows = self.max_eval_samples if labelled else None
+        inputs = {
+            "source": source.fingerprint(),
+            "columns": columns.__dict__,
+            "empty_text": self.empty_text,
+            "max_length": self.max_length,
+            "max_rows": max_rows,
+            "seed": self.split_seed,
+            "tokenizer": _digest(tokenizer.to_json()),
+            "labels": names if labelled else None,
+        }
+        return self._entry(
+            split,
+            inputs,
+            source,
+            lambda out: build_eval_entry(
+                out,
+                source,
+                columns,
+                tokenizer,
+                names if labelled else None,
+                self.empty_text,
+                self.max_length,
+                max_rows,
+                self.split_seed,
+            ),
+        )
+
+    def _entry(self, kind: str, inputs: dict[str, Any], source: Source, build: Any) -> Path:
+        key = cache_key(kind, inputs)
+        if key in self._entries:
+            return self._entries[key]
+        entry, built = get_or_build(self.cache_dir, key, build)
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        rank_zero_info(f"{'built' if built else 'reusing'} cached {kind} data for {source.name}: {entry}")
+        if message := warn_dropped(source.name, meta.get("dropped_empty", 0)):
+            rank_zero_warn(message)
+        self._entries[key] = entry
+        return entry
+
+
+class _DemoSource(TableSource):
+    """One split of the synthetic demo, generated only when a cache entry has to be built."""
+
+    def __init__(self, split: str) -> None:
+        self.split = split
+        self.name = f"demo dataset ({split})"
+        self._fingerprint = f"demo:v1:seed0:{split}"
+
+    @cached_property
+    def table(self):  # type: ignore[override]
+        return make_demo_splits(seed=0)[self.split]
+
+
+def _demo_source(split: str) -> _DemoSource:
+    return _DemoSource(split)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_setting(ok: bool, key: str, value: Any, expected: str) -> None:
@@ -284,7 +428,9 @@ def load_checkpoint_state(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a truncated or foreign file
-        raise DataError(f"'{path}' is not a readable checkpoint ({type(err).__name__}); pass a textcls .ckpt file.") from None
+        raise DataError(
+            f"'{path}' is not a readable checkpoint ({type(err).__name__}); pass a textcls .ckpt file."
+        ) from None
     state = checkpoint.get(TextDataModule.__qualname__) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not {"tokenizer", "label_names"} <= state.keys():
         raise DataError(f"'{path}' is not a textcls checkpoint (it has no tokenizer and label names).")

@@ -33,17 +33,32 @@ def encode_labels(labels: pa.ChunkedArray | pa.Array, names: list[str], source: 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices (train, val): `fraction` of each class goes to val, chosen by a seeded shuffle."""
+    is_val = stratified_val_mask(labels, fraction, seed)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def stratified_val_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """True for the rows that go to validation: `fraction` of each class, chosen by a seeded shuffle."""
     rng = np.random.default_rng(seed)
-    val_parts = []
+    is_val = np.zeros(len(labels), dtype=bool)
     for cls in np.unique(labels):
         members = np.flatnonzero(labels == cls)
         rng.shuffle(members)
-        val_parts.append(members[: int(round(fraction * len(members)))])
-    val = np.sort(np.concatenate(val_parts)) if val_parts else np.array([], dtype=np.int64)
-    if len(val) == 0 or len(val) == len(labels):
+        is_val[members[: round(fraction * len(members))]] = True
+    count = int(is_val.sum())
+    if count == 0 or count == len(labels):
         raise DataError(
             f"val_fraction={fraction} leaves an empty training or validation split of {len(labels)} rows; "
             "change --data.val_fraction or pass --data.val_file."
         )
-    train = np.setdiff1d(np.arange(len(labels)), val, assume_unique=True)
-    return train, val
+    return is_val
+
+
+def keep_at_most(mask: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """`mask` with all but a seeded random `limit` of its True entries cleared (row order is kept)."""
+    chosen = np.flatnonzero(mask)
+    if limit is None or len(chosen) <= limit:
+        return mask
+    out = np.zeros_like(mask)
+    out[np.sort(np.random.default_rng(seed).choice(chosen, size=limit, replace=False))] = True
+    return out

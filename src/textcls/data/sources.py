@@ -1,36 +1,50 @@
-"""Read a local file of labelled (or unlabelled) texts into an Arrow table.
+"""Where rows come from: local files in seven formats, or a loaded hub dataset, streamed as Arrow record batches.
 
-pyarrow's multithreaded readers parse CSV / TSV / JSON Lines straight into columnar memory, so no Python
-object per row is ever created. Every reader error is turned into a `DataError` that names the file.
+Every source yields batches of a bounded size (`BLOCK_BYTES` of input), so no Python object per row is created and
+memory does not grow with the file. Every reader error becomes a `DataError` naming the file and, where the reader
+can tell, the line or row.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
+import pyarrow.parquet as pq
+import xxhash
 
 from textcls.data.errors import DataError
 
-#: file extension -> format name; `.txt` is one text per line (for prediction inputs)
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
-
-
-def detect_format(path: Path) -> str:
-    """The format from the file name; compressed files (`.csv.gz`) are recognised by the inner extension."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst", ".lz4"):
-        suffixes = suffixes[:-1]
-    if suffixes and suffixes[-1] in FORMATS:
-        return FORMATS[suffixes[-1]]
-    known = ", ".join(sorted(FORMATS))
-    raise DataError(f"{path}: cannot tell the file format from its extension; use one of {known}.")
+#: Input per batch. Larger than any sane single row (a 5 MB review still fits), small enough to keep memory flat.
+BLOCK_BYTES = 16 << 20
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "labeltext", "fasttext", "lines")
+#: file extension -> format; `.txt` is decided by `resolve_format` (labelled: label-text or fastText; predict: lines)
+EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".ft": "fasttext",
+    ".fasttext": "fasttext",
+    ".txt": "txt",
+}
+LINE_FORMATS = ("labeltext", "fasttext", "lines")
+FASTTEXT_PREFIX = "__label__"
 
 
 def check_readable(path: str | Path, what: str) -> Path:
-    """Fail with a clear message for a missing path or a directory given as a file."""
+    """Fail with a clear message for a missing path, a directory given as a file, or an empty file."""
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"{what} '{p}' does not exist; check the path (relative paths start at {Path.cwd()}).")
@@ -41,52 +55,307 @@ def check_readable(path: str | Path, what: str) -> Path:
     return p
 
 
-def read_table(path: str | Path, what: str = "data file") -> pa.Table:
-    """Read a whole file as an Arrow table with every column typed as a string."""
-    p = check_readable(path, what)
-    fmt = detect_format(p)
-    try:
-        if fmt == "txt":
-            return _read_lines(p)
-        if fmt == "jsonl":
-            table = pajson.read_json(p)
-        else:
-            table = pacsv.read_csv(
-                p,
-                parse_options=_csv_parse_options(fmt),
+def resolve_format(path: Path, fmt: str | None, labelled: bool) -> str:
+    """`fmt` if given, else from the extension. A `.txt` file holding labelled data is fastText when its first line
+    starts with `__label__`, else `label text` lines; an unlabelled (predict) `.txt` is one text per line."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise DataError(f"--data.format {fmt!r} is not supported; use one of {', '.join(FORMATS)}.")
+        return fmt
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst", ".lz4"):
+        suffixes = suffixes[:-1]
+    found = EXTENSIONS.get(suffixes[-1]) if suffixes else None
+    if found is None:
+        raise DataError(
+            f"'{path}': cannot tell the file format from its extension; use one of "
+            f"{', '.join(sorted(EXTENSIONS))} or pass --data.format ({', '.join(FORMATS)})."
+        )
+    if found != "txt":
+        return found
+    if not labelled:
+        return "lines"
+    with path.open("rb") as handle:
+        return "fasttext" if handle.read(len(FASTTEXT_PREFIX)) == FASTTEXT_PREFIX.encode() else "labeltext"
+
+
+def file_fingerprint(path: Path) -> str:
+    """Size, mtime and an xxh3-128 hash of the whole content.
+
+    xxh3 hashes at memory speed (several GB/s, so a multi-GB file costs well under a second per GB from the page
+    cache), against minutes to tokenize it; hashing all bytes rather than a sample means an edit that keeps size and
+    mtime (a copy with preserved timestamps, a same-length fix) still rebuilds the cache.
+    """
+    stat = path.stat()
+    digest = xxhash.xxh3_128()
+    with path.open("rb") as handle:
+        while block := handle.read(8 << 20):
+            digest.update(block)
+    return f"{stat.st_size}-{stat.st_mtime_ns}-{digest.hexdigest()}"
+
+
+class Source:
+    """A table of string columns that can be read several times, batch by batch.
+
+    Args:
+        name: how messages refer to it, e.g. "training file 'data/train.csv'".
+        row_word: "line" for line-oriented files, "data row" for tables (so messages point at the right place).
+    """
+
+    name: str
+    row_word = "data row"
+
+    def column_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Record batches whose columns are all strings (nulls allowed)."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        raise NotImplementedError
+
+
+class FileSource(Source):
+    """A local file. `text_name` / `label_name` name the two columns that line formats produce."""
+
+    def __init__(self, path: str | Path, what: str, fmt: str | None, labelled: bool, text_name: str, label_name: str):
+        self.path = check_readable(path, what)
+        self.fmt = resolve_format(self.path, fmt, labelled)
+        self.name = f"{what} '{self.path}'"
+        self.row_word = "line" if self.fmt in LINE_FORMATS else "data row"
+        self.text_name, self.label_name = text_name, label_name
+        self._fingerprint: str | None = None
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = f"{self.fmt}:{file_fingerprint(self.path)}"
+        return self._fingerprint
+
+    def column_names(self) -> list[str]:
+        if self.fmt in LINE_FORMATS:
+            return [self.text_name] if self.fmt == "lines" else [self.label_name, self.text_name]
+        if self.fmt == "parquet":
+            try:
+                return list(pq.ParquetFile(self.path).schema_arrow.names)
+            except (pa.ArrowInvalid, OSError) as err:
+                raise DataError(f"{self.name} could not be read as Parquet: {_short(err)}") from None
+        if self.fmt in ("csv", "tsv"):
+            return self._header_names()
+        return next(self.batches()).schema.names
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        readers: dict[str, Callable[[], Iterator[pa.RecordBatch]]] = {
+            "csv": self._csv_batches,
+            "tsv": self._csv_batches,
+            "jsonl": self._json_batches,
+            "parquet": self._parquet_batches,
+        }
+        reader = readers.get(self.fmt, self._line_batches)
+        seen_rows = False
+        for batch in reader():
+            seen_rows = True
+            yield _all_strings(batch, self.name)
+        if not seen_rows and self.fmt not in LINE_FORMATS:
+            # Header-only: the readers produce no batch at all; messages need the columns, so yield an empty one.
+            yield self._empty_batch()
+
+    def _empty_batch(self) -> pa.RecordBatch:
+        names = self.column_names() if self.fmt == "parquet" else self._header_names()
+        return pa.record_batch([pa.array([], pa.string()) for _ in names], names=names)
+
+    def _header_names(self) -> list[str]:
+        if self.fmt == "jsonl":
+            return []
+        try:
+            return list(pacsv.open_csv(self.path, parse_options=self._csv_parse_options()).schema.names)
+        except pa.ArrowInvalid as err:
+            raise self._csv_error(err, []) from None
+
+    # ----- CSV / TSV -----
+
+    def _csv_parse_options(self, handler: Callable | None = None) -> pacsv.ParseOptions:
+        if self.fmt == "tsv":
+            # TSV files from the wild rarely quote, and a lone '"' inside a text must not swallow the next lines.
+            return pacsv.ParseOptions(delimiter="\t", quote_char=False, invalid_row_handler=handler)
+        return pacsv.ParseOptions(delimiter=",", newlines_in_values=True, invalid_row_handler=handler)
+
+    def _csv_batches(self) -> Iterator[pa.RecordBatch]:
+        bad_rows: list[Any] = []
+
+        def on_invalid_row(row: Any) -> str:
+            bad_rows.append(row)
+            return "error"
+
+        names = self._header_names()
+        try:
+            reader = pacsv.open_csv(
+                self.path,
+                read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+                parse_options=self._csv_parse_options(on_invalid_row),
                 # Strings only: a label column of integers must keep its text form ("01" stays "01").
                 convert_options=pacsv.ConvertOptions(
-                    column_types=_all_string_columns(p, fmt), strings_can_be_null=False
+                    column_types={n: pa.string() for n in names}, strings_can_be_null=False
                 ),
             )
-    except pa.ArrowInvalid as err:
-        raise DataError(f"{what} '{p}' could not be read as {fmt.upper()}: {_short(err)}") from None
-    return table.cast(pa.schema([pa.field(f.name, pa.string()) for f in table.schema]), safe=False)
+            yield from reader
+        except pa.ArrowInvalid as err:
+            raise self._csv_error(err, bad_rows) from None
 
+    def _csv_error(self, err: Exception, bad_rows: list[Any]) -> DataError:
+        if bad_rows:
+            row = bad_rows[0]
+            where = f"line {row.number}" if row.number is not None else "a row"
+            return DataError(
+                f"{self.name}, {where}: expected {row.expected_columns} columns, found {row.actual_columns} "
+                f"({row.text[:80]!r}); quote fields that contain the delimiter, or fix that row."
+            )
+        if "UTF8" in str(err) or "UTF-8" in str(err):
+            return self._utf8_error()
+        return DataError(f"{self.name} could not be read as {self.fmt.upper()}: {_short(err)}")
 
-def _csv_parse_options(fmt: str) -> pacsv.ParseOptions:
-    if fmt == "tsv":
-        # TSV files from the wild rarely quote, and a lone '"' inside a text must not swallow the next lines.
-        return pacsv.ParseOptions(delimiter="\t", quote_char=False)
-    return pacsv.ParseOptions(delimiter=",", newlines_in_values=True)
+    def _utf8_error(self) -> DataError:
+        """Find the first undecodable line on the error path only (the fast reader does not say where)."""
+        with self.path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    return DataError(
+                        f"{self.name}, line {number}: bytes that are not UTF-8 ({err.object[err.start : err.end]!r} "
+                        f"at column {err.start + 1}); re-save the file as UTF-8."
+                    )
+        return DataError(f"{self.name} is not valid UTF-8; re-save the file as UTF-8.")
 
+    # ----- JSON Lines -----
 
-def _all_string_columns(path: Path, fmt: str) -> dict[str, pa.DataType]:
-    """Read only the header so that every column can be declared a string before the full parse."""
-    reader = pacsv.open_csv(path, parse_options=_csv_parse_options(fmt))
-    return {name: pa.string() for name in reader.schema.names}
-
-
-def _read_lines(path: Path) -> pa.Table:
-    with path.open(encoding="utf-8", newline="") as handle:
+    def _json_batches(self) -> Iterator[pa.RecordBatch]:
         try:
-            lines = [line.rstrip("\r\n") for line in handle]
-        except UnicodeDecodeError as err:
-            raise DataError(f"'{path}' is not UTF-8 text ({err.reason} at byte {err.start}); re-save it as UTF-8.") from None
-    return pa.table({"text": pa.array(lines, pa.string())})
+            yield from pajson.open_json(self.path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES))
+        except pa.ArrowInvalid as err:
+            raise self._json_error(err) from None
+
+    def _json_error(self, err: Exception) -> DataError:
+        with self.path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return self._utf8_error()
+                if not text.strip():
+                    continue
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as bad:
+                    return DataError(
+                        f"{self.name}, line {number}: not valid JSON ({bad.msg}); each line must be one JSON object."
+                    )
+                if not isinstance(value, dict):
+                    return DataError(f"{self.name}, line {number}: a JSON {type(value).__name__}, not an object.")
+        return DataError(f"{self.name} could not be read as JSON Lines: {_short(err)}")
+
+    # ----- Parquet -----
+
+    def _parquet_batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from pq.ParquetFile(self.path).iter_batches(batch_size=65_536)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"{self.name} could not be read as Parquet: {_short(err)}") from None
+
+    # ----- line formats -----
+
+    def _line_batches(self) -> Iterator[pa.RecordBatch]:
+        first_line = 1
+        for lines in _line_blocks(self.path):
+            try:
+                text = lines.cast(pa.string())
+            except pa.ArrowInvalid:
+                raise self._utf8_error() from None
+            yield self._split_lines(text, first_line)
+            first_line += len(lines)
+
+    def _split_lines(self, lines: pa.Array, first_line: int) -> pa.RecordBatch:
+        lines = pc.utf8_rtrim(lines, characters="\r")
+        if self.fmt == "lines":
+            return pa.record_batch([lines], names=[self.text_name])
+        stripped = pc.utf8_ltrim_whitespace(lines)
+        if self.fmt == "fasttext":
+            blank = pc.equal(pc.utf8_trim_whitespace(stripped), "")
+            bad = pc.and_(pc.invert(pc.starts_with(stripped, FASTTEXT_PREFIX)), pc.invert(blank))
+            if pc.any(bad).as_py():
+                row = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
+                raise DataError(
+                    f"{self.name}, line {first_line + row}: a fastText line must start with "
+                    f"'{FASTTEXT_PREFIX}<label>' ({lines[row].as_py()[:60]!r}); fix it or pass --data.format."
+                )
+            stripped = pc.utf8_slice_codeunits(stripped, len(FASTTEXT_PREFIX))
+        parts = pc.split_pattern_regex(stripped, r"\s", max_splits=1)
+        label = pc.list_element(parts, 0)  # splitting "" gives [""], so element 0 always exists
+        text = _second(parts)
+        if self.fmt == "fasttext":
+            # Further labels of a multi-label line (`__label__a __label__b text`) are not supported: keep the first.
+            text = pc.replace_substring_regex(text, pattern=r"^(\s*__label__\S*)+", replacement="")
+        return pa.record_batch([label, text], names=[self.label_name, self.text_name])
+
+
+def _second(parts: pa.ListArray) -> pa.Array:
+    padded = pc.if_else(pc.greater(pc.list_value_length(parts), 1), parts, pa.scalar(["", ""], parts.type))
+    return pc.list_element(padded, 1)
+
+
+def _line_blocks(path: Path) -> Iterator[pa.Array]:
+    """Lines as binary arrays, read `BLOCK_BYTES` at a time and cut at the last newline of each block."""
+    rest = b""
+    with path.open("rb") as handle:
+        while True:
+            block = handle.read(BLOCK_BYTES)
+            if not block:
+                break
+            block = rest + block
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                rest = block
+                continue
+            rest = block[cut + 1 :]
+            yield pa.array(block[:cut].split(b"\n"), pa.binary())
+    if rest:
+        yield pa.array([rest], pa.binary())
+
+
+class TableSource(Source):
+    """An Arrow table already in memory or memory-mapped (hub datasets, the synthetic demo)."""
+
+    def __init__(self, table: pa.Table, name: str, fingerprint: str) -> None:
+        self.table, self.name, self._fingerprint = table, name, fingerprint
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def column_names(self) -> list[str]:
+        return list(self.table.column_names)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        batches = self.table.to_batches(max_chunksize=65_536)
+        if not batches:
+            batches = [pa.record_batch([c.combine_chunks() for c in self.table.columns], schema=self.table.schema)]
+        for batch in batches:
+            yield _all_strings(batch, self.name)
+
+
+def _all_strings(batch: pa.RecordBatch, name: str) -> pa.RecordBatch:
+    columns = []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        try:
+            columns.append(column if pa.types.is_string(field.type) else column.cast(pa.string()))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise DataError(
+                f"{name}: column {field.name!r} holds {field.type} values, not text; use a column of strings."
+            ) from None
+    return pa.record_batch(columns, names=batch.schema.names)
 
 
 def _short(err: Exception) -> str:
     """pyarrow messages can quote a whole row; keep the first line, bounded."""
-    text = str(err).strip().splitlines()[0]
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = re.sub(r"\s+", " ", text)
     return text if len(text) <= 300 else text[:300] + "..."

@@ -98,20 +98,9 @@ class WordTokenizer:
         max_vocab_size: int | None = None,
     ) -> WordTokenizer:
         """Build the vocabulary: tokens by descending count, ties broken alphabetically so it is reproducible."""
-
-        def count(chunk: pa.Array) -> pa.Table:
-            counts = pc.value_counts(pc.list_flatten(split_words(chunk, lowercase)))
-            return pa.table({"token": counts.field("values"), "count": counts.field("counts")})
-
-        partial = pa.concat_tables(_map(count, _as_chunks(texts)))
-        totals = partial.group_by("token").aggregate([("count", "sum")]).rename_columns(["token", "count"])
-        totals = totals.filter(pc.greater_equal(totals["count"], min_freq))
-        totals = totals.filter(pc.invert(pc.is_in(totals["token"], pa.array([PAD_TOKEN, UNK_TOKEN]))))
-        order = pc.sort_indices(totals, sort_keys=[("count", "descending"), ("token", "ascending")])
-        tokens = totals["token"].take(order).to_pylist()
-        if max_vocab_size is not None:
-            tokens = tokens[: max(max_vocab_size - 2, 0)]
-        return cls([PAD_TOKEN, UNK_TOKEN, *tokens], lowercase=lowercase)
+        counter = VocabCounter(lowercase)
+        counter.update(texts)
+        return counter.build(min_freq, max_vocab_size)
 
     def encode(self, texts: pa.Array | pa.ChunkedArray, max_length: int) -> pa.ListArray:
         """Token ids (int32) per text, truncated to `max_length`; unknown words map to `<unk>`."""
@@ -140,15 +129,26 @@ class WordTokenizer:
                 "truncation": None,
                 "padding": None,
                 "added_tokens": [
-                    {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-                     "normalized": False, "special": True}
+                    {
+                        "id": i,
+                        "content": t,
+                        "single_word": False,
+                        "lstrip": False,
+                        "rstrip": False,
+                        "normalized": False,
+                        "special": True,
+                    }
                     for i, t in enumerate((PAD_TOKEN, UNK_TOKEN))
                 ],
                 "normalizer": normalizer,
                 "pre_tokenizer": {"type": "Whitespace"},
                 "post_processor": None,
                 "decoder": None,
-                "model": {"type": "WordLevel", "vocab": {t: i for i, t in enumerate(self.vocab)}, "unk_token": UNK_TOKEN},
+                "model": {
+                    "type": "WordLevel",
+                    "vocab": {t: i for i, t in enumerate(self.vocab)},
+                    "unk_token": UNK_TOKEN,
+                },
             },
             ensure_ascii=False,
         )
@@ -170,3 +170,43 @@ class WordTokenizer:
             raise DataError(f"{source}: vocabulary ids must be 0..N-1 without gaps.")
         lowercase = (spec.get("normalizer") or {}).get("type") == "Lowercase"
         return cls([t for t, _ in by_id], lowercase=lowercase)
+
+
+class VocabCounter:
+    """Token counts accumulated batch by batch, so a vocabulary can be learned from a file larger than memory.
+
+    Args:
+        lowercase: lowercase texts before splitting them (as the resulting tokenizer will).
+    """
+
+    #: partial count tables are merged once this many have piled up, bounding memory by the vocabulary size
+    MERGE_EVERY = 16
+
+    def __init__(self, lowercase: bool = True) -> None:
+        self.lowercase = lowercase
+        self._partial: list[pa.Table] = []
+
+    def update(self, texts: pa.Array | pa.ChunkedArray) -> None:
+        def count(chunk: pa.Array) -> pa.Table:
+            counts = pc.value_counts(pc.list_flatten(split_words(chunk, self.lowercase)))
+            return pa.table({"token": counts.field("values"), "count": counts.field("counts")})
+
+        self._partial.extend(_map(count, _as_chunks(texts)))
+        if len(self._partial) >= self.MERGE_EVERY:
+            self._partial = [self._totals()]
+
+    def _totals(self) -> pa.Table:
+        if not self._partial:
+            return pa.table({"token": pa.array([], pa.string()), "count": pa.array([], pa.int64())})
+        partial = pa.concat_tables(self._partial)
+        return partial.group_by("token").aggregate([("count", "sum")]).rename_columns(["token", "count"])
+
+    def build(self, min_freq: int = 1, max_vocab_size: int | None = None) -> WordTokenizer:
+        totals = self._totals()
+        totals = totals.filter(pc.greater_equal(totals["count"], min_freq))
+        totals = totals.filter(pc.invert(pc.is_in(totals["token"], pa.array([PAD_TOKEN, UNK_TOKEN]))))
+        order = pc.sort_indices(totals, sort_keys=[("count", "descending"), ("token", "ascending")])
+        if max_vocab_size is not None:
+            order = order[: max(max_vocab_size - 2, 0)]
+        tokens = totals["token"].take(order).to_pylist()
+        return WordTokenizer([PAD_TOKEN, UNK_TOKEN, *tokens], lowercase=self.lowercase)

@@ -1,0 +1,46 @@
+"""Hugging Face hub datasets (`--data.dataset ag_news`) as a `TableSource`: after loading, the local-file path."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from textcls.data.errors import DataError
+from textcls.data.sources import TableSource
+
+
+def load_hub_split(name: str, config: str | None, split: str, label_column: str | None) -> TableSource:
+    """One split, memory-mapped from the `datasets` cache; integer class labels become their names."""
+    import datasets  # slow to import; only hub users pay for it
+
+    title = f"hub dataset '{name}'" + (f" ({config})" if config else "") + f" split '{split}'"
+    try:
+        dataset = datasets.load_dataset(name, config, split=split)
+    except Exception as err:  # connection, missing dataset, bad split: all end the same way for the user
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        hint = (
+            f"It is downloaded on first use into the Hugging Face cache (HF_HOME): run once with network access, "
+            f"or run `python -c \"import datasets; datasets.load_dataset('{name}')\"` where the hub is reachable and "
+            "copy that cache here, or export the data to CSV/Parquet and pass --data.train_file."
+        )
+        if "split" in reason.lower() and "available" in reason.lower():
+            hint = "Set --data.train_split / val_split / test_split to split names the dataset has."
+        raise DataError(f"could not load {title}: {type(err).__name__}: {reason}. {hint}") from None
+    if dataset._indices is not None:  # a selected or shuffled view: write the rows out once so they map directly
+        dataset = dataset.flatten_indices()
+    table = dataset.data.table
+    feature = dataset.features.get(label_column) if label_column else None
+    if isinstance(feature, datasets.ClassLabel):
+        table = _label_names(table, label_column, feature.names)
+    return TableSource(table, title, fingerprint=f"hub:{name}:{config}:{split}:{dataset._fingerprint}")
+
+
+def _label_names(table: pa.Table, column: str, names: list[str]) -> pa.Table:
+    """Class ids -> a dictionary column of names (no copy of the strings per row); -1 (no label) -> null."""
+    dictionary = pa.array(names, pa.string())
+    chunks = []
+    for chunk in table.column(column).chunks:
+        ids = pc.if_else(pc.less(chunk, 0), pa.scalar(None, chunk.type), chunk).cast(pa.int32())
+        chunks.append(pa.DictionaryArray.from_arrays(ids, dictionary))
+    position = table.column_names.index(column)
+    return table.set_column(position, column, pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string())))
