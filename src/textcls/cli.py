@@ -33,7 +33,7 @@ class TextclsCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault(
             "trainer_defaults",
-            {"callbacks": [EpochSummary(), PredictionWriter(), LearningRateMonitor(logging_interval="step")]},
+            {"callbacks": [EpochSummary(), LearningRateMonitor(logging_interval="step")]},
         )
         super().__init__(TextClassifier, TextDataModule, args=args, run=run, auto_configure_optimizers=False, **kwargs)
 
@@ -42,6 +42,8 @@ class TextclsCLI(LightningCLI):
             parser.link_arguments(f"data.{size}", f"model.model.init_args.{size}", apply_on="instantiate")
         parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # A class group rather than a trainer default, so `--predictions.top_k 3` works on the command line.
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",

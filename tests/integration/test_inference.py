@@ -247,3 +247,29 @@ def test_predict_on_cuda_matches_cpu(checkpoints):
     gpu = load_classifier(checkpoints["textcnn"], device="cuda")
     assert next(gpu.model.parameters()).is_cuda
     np.testing.assert_allclose(gpu.predict_proba(TEXTS), cpu, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_ddp_predict_writes_one_file_in_input_order_with_top_k(checkpoints, tmp_path):
+    # Two real DDP processes (gloo on CPU); small batches so each rank writes several batches to its part.
+    lines = [f"the film was {'great' if i % 3 else 'dull'} number{i} " + "and more " * (i % 5) for i in range(37)]
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(lines) + "\n")
+    result = _run("predict", "--ckpt_path", str(checkpoints["textcnn"]), "--data.predict_file", str(texts),
+                  "--runs_root", str(tmp_path / "runs"), "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+                  "--trainer.strategy", "ddp", "--data.eval_batch_size", "4", "--predictions.top_k", "2",
+                  "--trainer.enable_progress_bar", "false", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").glob("*/*-predict")
+    assert sorted(p.name for p in run_dir.glob("*predictions*")) == ["predictions.csv"], "parts must be merged away"
+    assert result.stdout.count("Predictions written to") == 1  # rank 0 only
+    rows = list(csv.DictReader((run_dir / "predictions.csv").open()))
+    assert list(rows[0]) == ["id", "label", "probability", "label_2", "probability_2"]
+    assert [int(r["id"]) for r in rows] == list(range(len(lines)))
+    clf = load_classifier(checkpoints["textcnn"])
+    expected = clf.predict(lines, top_k=2)
+    for row, want in zip(rows, expected, strict=True):
+        (first, p1), (second, p2) = want["probabilities"].items()
+        assert (row["label"], row["label_2"]) == (first, second)
+        assert float(row["probability"]) == pytest.approx(p1, abs=1e-5)
+        assert float(row["probability_2"]) == pytest.approx(p2, abs=1e-5)
