@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import fractions
+import string
 import subprocess
 import sys
 from collections import OrderedDict
@@ -229,6 +230,37 @@ def test_predict_command_rejects_a_non_utf8_file(checkpoints, tmp_path):
         pytest.xfail(f"data layer: a non-UTF-8 predict file gives no clear error: {result.stderr[-300:]}")
     line = _one_error_line(result)
     assert texts.name in line and "UTF-8" in line.upper()
+
+
+@pytest.mark.parametrize("max_length", [256, 5])
+def test_ascii_fast_path_gives_the_tokenizers_ids(max_length):
+    # Small calls of plain ASCII text bypass the pyarrow tokenizer; both must give identical ids on any such text.
+    import pyarrow as pa
+
+    from textcls.data.tokenizer import WordTokenizer
+    from textcls.inference import Classifier, _flatten
+    from textcls.models import MLP
+
+    rng = np.random.default_rng(0)
+    alphabet = list(string.ascii_letters + string.digits + "_" + string.punctuation) + [" "] * 12 + ["\t", "\n", "\r"]
+    words = ["Film", "great", "DULL", "don", "t", "'", "...", "a_b", "x2", "!?"]
+    texts = ["", " ", "\t\r\n", "Don't  stop...  NOW!!", "a_b-c__d e2e 3.14 (x) <br />"]
+    for _ in range(600):
+        parts = [rng.choice(words) if rng.random() < 0.4 else rng.choice(alphabet) for _ in range(rng.integers(0, 40))]
+        texts.append("".join(parts))
+    tokenizer = WordTokenizer.train(pa.array(texts[: len(texts) // 2]), min_freq=2)
+    clf = Classifier(MLP(tokenizer.vocab_size, 2), tokenizer, ["a", "b"], max_length=max_length)
+    for start in range(0, len(texts), 50):
+        batch = texts[start : start + 50]
+        fast = clf._token_ids(batch)
+        slow = _flatten(tokenizer.encode(pa.array(batch, pa.string()), max_length))
+        for got, want in zip(fast, slow, strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert (clf._token_ids(texts[:50])[0] > tokenizer.unk_id).any(), "the test texts must hit the vocabulary"
+    # Any non-ASCII character sends the call down the pyarrow path ("café" stays one word there).
+    for text in ["Café GREAT", "naïve film", "x\u00a0y"]:
+        want = _flatten(tokenizer.encode(pa.array([text], pa.string()), max_length))[0]
+        np.testing.assert_array_equal(clf._token_ids([text])[0], want)
 
 
 def test_import_textcls_stays_light():
