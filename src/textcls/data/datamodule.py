@@ -18,7 +18,7 @@ from textcls.data.batching import BucketBatchSampler, TokenizedDataset, passthro
 from textcls.data.build import EMPTY_TEXT, Columns, TrainSettings, build_eval_entry, build_train_entry, warn_dropped
 from textcls.data.cache import cache_key, default_cache_dir, get_or_build
 from textcls.data.errors import DataError
-from textcls.data.sources import FileSource, Source, TableSource
+from textcls.data.sources import FORMATS, FileSource, Source, TableSource
 from textcls.data.synthetic import make_demo_splits
 from textcls.data.tokenizer import WordTokenizer
 
@@ -113,6 +113,7 @@ class TextDataModule(pl.LightningDataModule):
         _check_setting(empty_text in EMPTY_TEXT, "empty_text", empty_text, " or ".join(EMPTY_TEXT))
         for key, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples)):
             _check_setting(value is None or value > 0, key, value, "a positive number of rows")
+        _check_setting(format is None or format in FORMATS, "format", format, f"one of {', '.join(FORMATS)}")
         _check_setting(bucket_pool_batches > 0, "bucket_pool_batches", bucket_pool_batches, "a positive integer")
         if dataset is not None and train_file:
             raise DataError(f"--data.dataset {dataset} and --data.train_file exclude each other; give one of them.")
@@ -145,6 +146,7 @@ class TextDataModule(pl.LightningDataModule):
         self._vocabulary: tuple[WordTokenizer, list[str]] | None = None
         self._entries: dict[str, Path] = {}
         self._vocab_entry: Path | None = None  # the training entry the vocabulary was learned in, if any
+        self.built_entries: list[str] = []  # cache keys this process built (the rest were reused)
 
     @property
     def has_test_data(self) -> bool:
@@ -204,7 +206,9 @@ class TextDataModule(pl.LightningDataModule):
         self._load_vocabulary()
 
     def setup(self, stage: str) -> None:
-        wanted = {"fit": ["train", "validation"], "validate": ["validation"], "test": ["test"], "predict": ["predict"]}
+        # fit also checks a given test set, so that a bad test file fails before training rather than after it.
+        fit = ["train", "validation", "test"] if self.has_test_data else ["train", "validation"]
+        wanted = {"fit": fit, "validate": ["validation"], "test": ["test"], "predict": ["predict"]}
         for split in wanted[stage]:
             self._dataset(split)
 
@@ -389,6 +393,8 @@ class TextDataModule(pl.LightningDataModule):
         if key in self._entries:
             return self._entries[key]
         entry, built = get_or_build(self.cache_dir, key, build)
+        if built:
+            self.built_entries.append(key)
         meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
         rank_zero_info(f"{'built' if built else 'reusing'} cached {kind} data for {source.name}: {entry}")
         if message := warn_dropped(source.name, meta.get("dropped_empty", 0)):

@@ -168,7 +168,9 @@ class FileSource(Source):
         if self.fmt == "jsonl":
             return []
         try:
-            return list(pacsv.open_csv(self.path, parse_options=self._csv_parse_options()).schema.names)
+            # open_csv parses the first block; skip bad rows there, the full read reports them with line numbers.
+            options = self._csv_parse_options(lambda row: "skip")
+            return list(pacsv.open_csv(self.path, parse_options=options).schema.names)
         except pa.ArrowInvalid as err:
             raise self._csv_error(err, []) from None
 
@@ -205,6 +207,8 @@ class FileSource(Source):
     def _csv_error(self, err: Exception, bad_rows: list[Any]) -> DataError:
         if bad_rows:
             row = bad_rows[0]
+            if row.number is None:  # the threaded reader does not count lines; re-read single-threaded to find it
+                row = self._first_bad_row() or row
             where = f"line {row.number}" if row.number is not None else "a row"
             return DataError(
                 f"{self.name}, {where}: expected {row.expected_columns} columns, found {row.actual_columns} "
@@ -213,6 +217,23 @@ class FileSource(Source):
         if "UTF8" in str(err) or "UTF-8" in str(err):
             return self._utf8_error()
         return DataError(f"{self.name} could not be read as {self.fmt.upper()}: {_short(err)}")
+
+    def _first_bad_row(self) -> Any:
+        found: list[Any] = []
+
+        def on_invalid_row(row: Any) -> str:
+            found.append(row)
+            return "error"
+
+        try:
+            options = pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False)
+            for _ in pacsv.open_csv(
+                self.path, read_options=options, parse_options=self._csv_parse_options(on_invalid_row)
+            ):
+                pass
+        except pa.ArrowInvalid:
+            pass
+        return found[0] if found else None
 
     def _utf8_error(self) -> DataError:
         """Find the first undecodable line on the error path only (the fast reader does not say where)."""

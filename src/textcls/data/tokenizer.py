@@ -20,9 +20,11 @@ from textcls.data.errors import DataError
 
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
-# Unicode-aware equivalent of `\w+|[^\w\s]+` (the `tokenizers` Whitespace pre-tokenizer) in RE2 syntax:
-# RE2's `\w` is ASCII-only, which would split "café" in two.
-TOKEN_PATTERN = r"([\pL\pN\pM_]+|[^\pL\pN\pM_\s]+)"
+# The `tokenizers` Whitespace pre-tokenizer splits on `\w+|[^\w\s]+`. Putting spaces around every run of
+# punctuation and then splitting on whitespace gives the same tokens: what is left between are the word runs.
+# Matching only the punctuation runs is ~25x faster in RE2 than matching both alternatives (measured on 25-word
+# rows: 690k vs 25k rows/s). Unicode classes, because RE2's `\w` is ASCII-only and would split "café" in two.
+PUNCTUATION_PATTERN = r"([^\pL\pN\pM_\s]+)"
 # Rows per pyarrow task: large enough to amortise kernel dispatch, small enough to spread over cores.
 CHUNK_ROWS = 65_536
 
@@ -52,8 +54,11 @@ def split_words(texts: pa.Array, lowercase: bool = True) -> pa.ListArray:
     texts = pc.fill_null(texts.cast(pa.string()), "")
     if lowercase:
         texts = pc.utf8_lower(texts)
-    spaced = pc.utf8_trim_whitespace(pc.replace_substring_regex(texts, pattern=TOKEN_PATTERN, replacement=r" \1 "))
-    words = pc.utf8_split_whitespace(spaced)
+    spaced = pc.replace_substring_regex(texts, pattern=PUNCTUATION_PATTERN, replacement=r" \1 ")
+    spaced = pc.utf8_trim_whitespace(spaced)
+    # On ASCII-only text both whitespace definitions agree, and the ASCII kernel is ~1.6x faster.
+    ascii_only = pc.all(pc.string_is_ascii(spaced)).as_py() is not False
+    words = pc.ascii_split_whitespace(spaced) if ascii_only else pc.utf8_split_whitespace(spaced)
     # A blank text splits into [""]; drop those empty tokens and rebuild the offsets without a Python loop.
     flat = pc.list_flatten(words)
     keep = pc.not_equal(flat, "")
@@ -106,7 +111,9 @@ class WordTokenizer:
         """Token ids (int32) per text, truncated to `max_length`; unknown words map to `<unk>`."""
 
         def encode_chunk(chunk: pa.Array) -> pa.ListArray:
-            words = pc.list_slice(split_words(chunk, self.lowercase), 0, max_length)
+            words = split_words(chunk, self.lowercase)
+            if (pc.max(pc.list_value_length(words)).as_py() or 0) > max_length:  # slicing costs ~20% of encode
+                words = pc.list_slice(words, 0, max_length)
             ids = pc.fill_null(pc.index_in(pc.list_flatten(words), value_set=self._vocab_array), self.unk_id)
             offsets = pc.subtract(words.offsets, words.offsets[0])
             return pa.ListArray.from_arrays(offsets, ids.cast(pa.int32()))
