@@ -87,7 +87,8 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        table = self._table(prediction, pl_module.label_names)
+        names: list[str] = list(getattr(pl_module, "label_names"))  # noqa: B009 (LightningModule attrs are loosely typed)
+        table = self._table(prediction, names)
         if self._writer is None:
             if self._distributed:
                 self._writer = pa.ipc.new_file(str(self._tmp), table.schema)

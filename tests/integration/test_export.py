@@ -78,6 +78,7 @@ def test_export_command_end_to_end_and_help(checkpoints, tmp_path):
 
     helps = subprocess.run([TEXTCLS, "--help"], capture_output=True, text=True, timeout=120)
     assert helps.returncode == 0 and "{fit,validate,test,predict}" in helps.stdout
+    assert "textcls export --ckpt_path" in helps.stdout
     export_help = subprocess.run([TEXTCLS, "export", "--help"], capture_output=True, text=True, timeout=120)
     assert export_help.returncode == 0 and "--ckpt_path" in export_help.stdout and "--output" in export_help.stdout
 
