@@ -18,7 +18,9 @@ from textcls.callbacks import EpochSummary, PredictionWriter
 from textcls.data import DataError, TextDataModule
 from textcls.inference import read_checkpoint
 from textcls.module import TextClassifier
+from textcls.reporting import ClassificationReport
 from textcls.rundir import discard_empty_run_dir, new_run_dir
+from textcls.tracking import TrackingSaveConfig, WandbWatch, finish_wandb, is_wandb_logger_config, wandb_save_dir
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -31,13 +33,18 @@ class TextclsCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("seed_everything_default", 42)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        # `export` is dispatched in main(), outside LightningCLI; the epilog is how `textcls --help` tells of it.
-        epilog = "Also: textcls export --ckpt_path CKPT --output DIR (ONNX; see textcls export --help)."
-        kwargs.setdefault("parser_kwargs", {"epilog": epilog})
         kwargs.setdefault(
             "trainer_defaults",
-            {"callbacks": [EpochSummary(), LearningRateMonitor(logging_interval="step")]},
+            {
+                "callbacks": [
+                    EpochSummary(),
+                    LearningRateMonitor(logging_interval="step"),
+                    ClassificationReport(),
+                    WandbWatch(),
+                ]
+            },
         )
+        kwargs.setdefault("save_config_callback", TrackingSaveConfig)
         super().__init__(TextClassifier, TextDataModule, args=args, run=run, auto_configure_optimizers=False, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -83,17 +90,34 @@ class TextclsCLI(LightningCLI):
         if config.trainer.default_root_dir is None:
             run_dir = new_run_dir(Path(config.runs_root), _experiment_name(config), subcommand)
             config.trainer.default_root_dir = str(run_dir)
+            csv_logger = Namespace(
+                class_path="pytorch_lightning.loggers.CSVLogger",
+                init_args=Namespace(save_dir=str(run_dir), name="", version=""),
+            )
             if config.trainer.logger in (None, True):
-                config.trainer.logger = Namespace(
-                    class_path="pytorch_lightning.loggers.CSVLogger",
-                    init_args=Namespace(save_dir=str(run_dir), name="", version=""),
-                )
+                config.trainer.logger = csv_logger
+            elif is_wandb_logger_config(config.trainer.logger) and not isinstance(config.trainer.logger, list):
+                # The CSV logger stays first: it keeps metrics.csv, and it makes the run directory the trainer's
+                # log_dir, so checkpoints and config.yaml land there as in every other run.
+                if config.trainer.logger.init_args.get("save_dir") is None:
+                    config.trainer.logger.init_args.save_dir = wandb_save_dir(run_dir)
+                config.trainer.logger = [csv_logger, config.trainer.logger]
 
     def after_fit(self) -> None:
         trainer = self.trainer
         if self.config.fit.test_after_fit and _has_test_data(self.datamodule):
             trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=True)
         _print_run_summary(trainer)
+        finish_wandb(trainer)
+
+    def after_validate(self) -> None:
+        finish_wandb(self.trainer)
+
+    def after_test(self) -> None:
+        finish_wandb(self.trainer)
+
+    def after_predict(self) -> None:
+        finish_wandb(self.trainer)
 
 
 def _with_checkpoint_defaults(argv: list[str]) -> list[str]:

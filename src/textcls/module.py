@@ -119,12 +119,13 @@ class TextClassifier(pl.LightningModule):
             self.val_acc_best.update(values["val/acc"])
             self.log("val/acc_best", self.val_acc_best.compute())
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"])
         self.test_metrics.update(logits, batch["labels"])
         self.log(
             "test/loss", self._loss(logits, batch["labels"]), on_epoch=True, sync_dist=True, batch_size=len(logits)
         )
+        return logits  # for callbacks that need predictions (textcls.reporting's per-class report)
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
