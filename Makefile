@@ -6,12 +6,18 @@ TORCH_INDEX ?=
 CONFIG ?= configs/textcnn.yaml
 ARGS ?=
 PYTEST_ARGS ?=
+# Experiment tracking: W&B sweep, the same search with Optuna, and the optimizer study (docs/sections/tracking.md).
+SWEEP_CONFIG ?= configs/sweeps/textcnn.yaml
+SWEEP_COUNT ?= 10
+WANDB_PROJECT ?= textcls
+SWEEP_LOCAL_ARGS ?=
+STUDY_ARGS ?=
 
 TORCH_INDEX_ARGS = $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 STAMP = .venv/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format bench clean
+.PHONY: help install train test test-fast lint format bench clean sweep sweep-local compare-optimizers
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) \
@@ -49,6 +55,19 @@ bench: $(STAMP) ## run every benchmarks/*.py
 	@for f in $(sort $(wildcard benchmarks/*.py)); do \
 		echo "== $$f"; .venv/bin/python "$$f" || exit 1; \
 	done
+
+# The agent runs the sweep's `${interpreter} -m textcls`, so the venv's python must come first on PATH.
+sweep: $(STAMP) ## W&B sweep over SWEEP_CONFIG plus one agent for SWEEP_COUNT runs (needs `wandb login`)
+	@id=$$(.venv/bin/python -c 'import sys, yaml, wandb; print(wandb.sweep(yaml.safe_load(open(sys.argv[1])), project=sys.argv[2]))' \
+		$(SWEEP_CONFIG) $(WANDB_PROJECT) | tail -n 1) && test -n "$$id" && \
+	PATH="$(CURDIR)/.venv/bin:$$PATH" WANDB_PROJECT=$(WANDB_PROJECT) \
+		.venv/bin/wandb agent --project $(WANDB_PROJECT) --count $(SWEEP_COUNT) $$id
+
+sweep-local: $(STAMP) ## same search space with Optuna, no account: make sweep-local SWEEP_LOCAL_ARGS="--trials 20"
+	.venv/bin/python benchmarks/sweep_local.py --sweep $(SWEEP_CONFIG) $(SWEEP_LOCAL_ARGS)
+
+compare-optimizers: $(STAMP) ## SGD/RMSprop/Adam/AdamW study: make compare-optimizers STUDY_ARGS="--data ../shared/data/sst2"
+	.venv/bin/python studies/compare_optimizers.py $(STUDY_ARGS)
 
 clean: ## remove .venv, caches and build artefacts (keeps runs/)
 	rm -rf .venv build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
