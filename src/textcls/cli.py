@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -9,18 +10,26 @@ from typing import Any
 
 import yaml
 from jsonargparse import Namespace
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
+from rich.markup import escape
 
 from textcls.callbacks import EpochSummary, PredictionWriter
 from textcls.data import DataError, TextDataModule
 from textcls.inference import read_checkpoint
-from textcls.module import TextClassifier
+from textcls.module import NonFiniteLossError, TextClassifier
 from textcls.reporting import ClassificationReport
-from textcls.rundir import discard_empty_run_dir, new_run_dir
+from textcls.rundir import RUN_DIR_ENV, discard_empty_run_dir, new_run_dir
 from textcls.tracking import TrackingSaveConfig, WandbWatch, finish_wandb, is_wandb_logger_config, wandb_save_dir
+from textcls.training import (
+    GracefulInterrupt,
+    ResumeCheckpoint,
+    ResumeDataPosition,
+    TrainingRNG,
+    newest_last_checkpoint,
+)
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -41,7 +50,12 @@ class TextclsCLI(LightningCLI):
                     LearningRateMonitor(logging_interval="step"),
                     ClassificationReport(),
                     WandbWatch(),
-                ]
+                    TrainingRNG(),
+                    ResumeDataPosition(),
+                    GracefulInterrupt(),
+                ],
+                # As a class path, not an instance: jsonargparse can then print and save it in config.yaml.
+                "plugins": [{"class_path": "textcls.training.AtomicCheckpointIO"}],
             },
         )
         kwargs.setdefault("save_config_callback", TrackingSaveConfig)
@@ -51,7 +65,7 @@ class TextclsCLI(LightningCLI):
         for size in ("vocab_size", "num_classes", "pad_id"):
             parser.link_arguments(f"data.{size}", f"model.model.init_args.{size}", apply_on="instantiate")
         parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ResumeCheckpoint, "checkpoint")
         # A class group rather than a trainer default, so `--predictions.top_k 3` works on the command line.
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.set_defaults(
@@ -88,7 +102,7 @@ class TextclsCLI(LightningCLI):
             return
         config = self.config[subcommand]
         if config.trainer.default_root_dir is None:
-            run_dir = new_run_dir(Path(config.runs_root), _experiment_name(config), subcommand)
+            run_dir = _run_dir(config, subcommand)
             config.trainer.default_root_dir = str(run_dir)
             csv_logger = Namespace(
                 class_path="pytorch_lightning.loggers.CSVLogger",
@@ -120,10 +134,32 @@ class TextclsCLI(LightningCLI):
         finish_wandb(self.trainer)
 
 
+def _run_dir(config: Namespace, subcommand: str) -> Path:
+    """A new run directory, made by global rank 0 only.
+
+    Processes that rank 0 did not start itself (another node, or every task under srun / torchrun) know only their
+    rank from the environment; they must not create a directory of their own, which would stay empty. They never write
+    there: Lightning writes logs and checkpoints on rank 0 and broadcasts its paths (log_dir, checkpoint dirpath).
+    """
+    experiment = _experiment_name(config)
+    if _launch_rank() > 0 and not os.environ.get(RUN_DIR_ENV):
+        return Path(config.runs_root) / experiment
+    return new_run_dir(Path(config.runs_root), experiment, subcommand)
+
+
+def _launch_rank() -> int:
+    for name in ("RANK", "SLURM_PROCID"):  # torchrun / torchelastic, SLURM srun
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return int(os.environ.get("NODE_RANK") or 0) + int(os.environ.get("LOCAL_RANK") or 0)
+
+
 def _with_checkpoint_defaults(argv: list[str]) -> list[str]:
     """Insert the checkpoint's model config and tokenizer before the user's own arguments, which still win."""
     subcommand = next((a for a in argv if a in SUBCOMMANDS), None)
     ckpt_path = _option_value(argv, "--ckpt_path")
+    if subcommand is not None and ckpt_path == "last":
+        argv, ckpt_path = _resolve_last(argv)
     if subcommand is None or ckpt_path is None or ckpt_path in ("last", "best", "hpc", "registry"):
         return argv
     path = Path(ckpt_path)
@@ -137,6 +173,27 @@ def _with_checkpoint_defaults(argv: list[str]) -> list[str]:
     defaults = {"model": model, "data": {"tokenizer_file": str(path)}}
     position = argv.index(subcommand) + 1
     return [*argv[:position], "--config", yaml.safe_dump(defaults), *argv[position:]]
+
+
+def _resolve_last(argv: list[str]) -> tuple[list[str], str]:
+    """`--ckpt_path last`: the newest complete last.ckpt of this experiment (runs/<first config's name>/*/), so a
+    resumed run continues the latest one and still gets a directory of its own."""
+    config = _option_value(argv, "--config")
+    experiment = Path(config).stem if config else "default"
+    root = Path(_option_value(argv, "--runs_root") or "runs")
+    path = newest_last_checkpoint(root, experiment)
+    if path is None:
+        raise DataError(
+            f"--ckpt_path last: no complete last.ckpt under {root / experiment}/*/checkpoints/; "
+            "start without --ckpt_path, or pass the path of a checkpoint."
+        )
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--ckpt_path":
+            out[i + 1] = str(path)
+        elif arg.startswith("--ckpt_path="):
+            out[i] = f"--ckpt_path={path}"
+    return out, str(path)
 
 
 def _option_value(argv: list[str], option: str) -> str | None:
@@ -192,3 +249,6 @@ def main(args: list[str] | None = None) -> None:
         discard_empty_run_dir()
         err_console.print(f"[bold red]error:[/bold red] {err}", soft_wrap=True)
         raise SystemExit(2) from None
+    except NonFiniteLossError as err:
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", soft_wrap=True)
+        raise SystemExit(3) from None

@@ -12,10 +12,14 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from textcls.optim import WarmupCosine, build_optimizer, keyword_unset, parameter_groups
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the message names the step and the batch."""
 
 
 class TextClassifier(pl.LightningModule):
@@ -33,6 +37,11 @@ class TextClassifier(pl.LightningModule):
         class_weights: one loss weight per class, in the order of the label names; unset weighs all classes equally.
         decay_embeddings: also apply the optimizer's weight decay to embedding tables (biases and norms never get it).
         label_names: class names in index order; LightningCLI fills them in from the data.
+        compile: compile the network (not this LightningModule) with `torch.compile`; the checkpoint keys stay the same.
+        compile_mode: `torch.compile` mode ("default", "reduce-overhead", "max-autotune"); unset means "default".
+        nonfinite_loss: what a NaN/inf training loss does: "stop" ends the run with a message naming the step and the
+            batch, before the bad update (the last checkpoint stays good); "skip" skips that batch's update and counts
+            it in `train/skipped_batches`.
     """
 
     def __init__(
@@ -46,6 +55,9 @@ class TextClassifier(pl.LightningModule):
         class_weights: list[float] | None = None,
         decay_embeddings: bool = False,
         label_names: list[str] | None = None,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        nonfinite_loss: str = "stop",
     ) -> None:
         super().__init__()
         if not label_names or len(label_names) < 2:
@@ -57,6 +69,8 @@ class TextClassifier(pl.LightningModule):
             )
         if lr_scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"--model.lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}.")
+        if nonfinite_loss not in ("stop", "skip"):
+            raise ValueError(f"--model.nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}.")
         with warnings.catch_warnings():
             # The warning suggests ignore=["model"], which would also drop the model's config that the CLI records
             # (the checkpoint then could not rebuild the network); the object itself is removed just below instead.
@@ -74,6 +88,9 @@ class TextClassifier(pl.LightningModule):
         self.label_smoothing = label_smoothing
         self.decay_embeddings = decay_embeddings
         self.label_names = list(label_names)
+        self.compile, self.compile_mode = compile, compile_mode
+        self.nonfinite_loss = nonfinite_loss
+        self.skipped_batches = 0
         self.class_weights: torch.Tensor | None
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.register_buffer("class_weights", weights, persistent=False)
@@ -86,9 +103,22 @@ class TextClassifier(pl.LightningModule):
             }
         )
         self.train_metrics = metrics.clone(prefix="train/")
+        self.train_loss = MeanMetric()
+        # In the checkpoint, so a run resumed mid-epoch reports the same epoch metrics as one never interrupted.
+        self.train_metrics.persistent(True)
+        self.train_loss.persistent(True)
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_acc_best = MaxMetric()
+        # Weighted by batch size and synced as sum and count: exact over the evaluation set even when DDP ranks hold
+        # different numbers of examples (Lightning's sync_dist would average the ranks' means).
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+
+    def configure_model(self) -> None:
+        if self.compile and getattr(self.model, "_compiled_call_impl", None) is None:
+            # nn.Module.compile compiles the forward in place: parameter names (and so checkpoints) do not change.
+            self.model.compile(mode=self.compile_mode)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)
@@ -99,21 +129,48 @@ class TextClassifier(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"])
         loss = self._loss(logits, batch["labels"])
+        if self._nonfinite(loss, batch, batch_idx):
+            self.skipped_batches += 1
+            return None  # Lightning skips backward and the optimizer step for this batch
         # Metric objects are updated every step but computed once per epoch: no per-step sync or .item().
         self.train_metrics.update(logits.detach(), batch["labels"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        self.train_loss.update(loss.detach(), weight=len(logits))
+        self.log("train/loss_step", loss, prog_bar=True, batch_size=len(logits))
         return loss
+
+    def _nonfinite(self, loss: torch.Tensor, batch: dict[str, torch.Tensor], batch_idx: int) -> bool:
+        """Whether to skip this batch; raises NonFiniteLossError in "stop" mode. All DDP ranks decide alike."""
+        bad = ~torch.isfinite(loss.detach())
+        if self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce(bad.float(), reduce_op="max") > 0
+        if not bool(bad):  # one host read per step (a device sync on GPU); the price of never applying a NaN update
+            return False
+        if self.nonfinite_loss == "skip":
+            return True
+        rows = batch["index"][:8].tolist() if "index" in batch else []
+        raise NonFiniteLossError(
+            f"non-finite training loss ({float(loss.detach()):g}) at epoch {self.current_epoch}, global step "
+            f"{self.trainer.global_step}, batch {batch_idx} of the epoch (first example rows {rows}); the run stops "
+            "before this update, so the last checkpoint holds the last good weights. Lower --model.optimizer.lr, "
+            "check those rows, or pass --model.nonfinite_loss skip to skip such batches."
+        )
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict({**self.train_metrics.compute(), "train/loss_epoch": self.train_loss.compute()})
+        self.train_metrics.reset()
+        self.train_loss.reset()
+        if self.nonfinite_loss == "skip":
+            self.log("train/skipped_batches", float(self.skipped_batches), reduce_fx="max")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self(batch["input_ids"])
-        loss = self._loss(logits, batch["labels"])
         self.val_metrics.update(logits, batch["labels"])
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(logits))
+        self.val_loss.update(self._loss(logits, batch["labels"]), weight=len(logits))
 
     def on_validation_epoch_end(self) -> None:
-        values = self.val_metrics.compute()
+        values = {**self.val_metrics.compute(), "val/loss": self.val_loss.compute()}
         self.val_metrics.reset()
+        self.val_loss.reset()
         self.log_dict(values, prog_bar=True)
         if not self.trainer.sanity_checking:
             self.val_acc_best.update(values["val/acc"])
@@ -122,14 +179,13 @@ class TextClassifier(pl.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"])
         self.test_metrics.update(logits, batch["labels"])
-        self.log(
-            "test/loss", self._loss(logits, batch["labels"]), on_epoch=True, sync_dist=True, batch_size=len(logits)
-        )
+        self.test_loss.update(self._loss(logits, batch["labels"]), weight=len(logits))
         return logits  # for callbacks that need predictions (textcls.reporting's per-class report)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
+        self.log_dict({**self.test_metrics.compute(), "test/loss": self.test_loss.compute()})
         self.test_metrics.reset()
+        self.test_loss.reset()
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         probs = torch.softmax(self(batch["input_ids"]).float(), dim=-1)
