@@ -263,6 +263,7 @@ def test_ascii_fast_path_gives_the_tokenizers_ids(max_length):
         np.testing.assert_array_equal(clf._token_ids([text])[0], want)
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch: ~6 s on a loaded machine
 def test_import_textcls_stays_light():
     code = (
         "import sys, textcls; assert 'torch' not in sys.modules, 'import textcls pulled in torch'; "
