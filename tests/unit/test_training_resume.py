@@ -1,0 +1,122 @@
+"""The pieces of crash-proof training, one at a time: atomic checkpoint files, finding the newest complete `last`,
+RNG state in a weights_only checkpoint, a DataLoader that resumes mid-epoch, the compile option."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+import textcls.training as training
+from textcls.data.resumable import ResumableDataLoader, distributed_eval_sampler
+from textcls.models import TextCNN
+from textcls.module import TextClassifier
+from textcls.training import AtomicCheckpointIO, TrainingRNG, newest_last_checkpoint
+
+
+def test_a_crash_while_writing_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io_plugin = AtomicCheckpointIO()
+    io_plugin.save_checkpoint({"step": 1}, path)
+    before = path.read_bytes()
+
+    def crash(obj, handle, *args, **kwargs):
+        handle.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # the process dies in the middle of torch.save
+
+    monkeypatch.setattr(training.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        io_plugin.save_checkpoint({"step": 2}, path)
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == ["last.ckpt"]  # no temporary file left behind
+    monkeypatch.undo()
+    io_plugin.save_checkpoint({"step": 3}, path)
+    assert torch.load(path, weights_only=True) == {"step": 3}
+
+
+def test_newest_complete_last_checkpoint_skips_a_truncated_one(tmp_path):
+    good = tmp_path / "textcnn" / "20260101-000000" / "checkpoints" / "last.ckpt"
+    bad = tmp_path / "textcnn" / "20260101-000001" / "checkpoints" / "last.ckpt"
+    other = tmp_path / "mlp" / "20260101-000002" / "checkpoints" / "last.ckpt"
+    for path in (good, bad, other):
+        path.parent.mkdir(parents=True)
+    torch.save({"step": 1}, good)
+    buffer = io.BytesIO()
+    torch.save({"step": 2, "w": torch.zeros(1000)}, buffer)
+    bad.write_bytes(buffer.getvalue()[:500])
+    torch.save({"step": 3}, other)
+    now = time.time()
+    os.utime(good, (now - 10, now - 10))
+    assert newest_last_checkpoint(tmp_path, "textcnn") == good
+    assert newest_last_checkpoint(tmp_path, "nothing") is None
+
+
+def test_rng_state_survives_a_weights_only_checkpoint(tmp_path):
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    callback = TrainingRNG()
+    state = callback.state_dict()
+    expected = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    torch.save({"callbacks": {"TrainingRNG": state}}, tmp_path / "c.ckpt")
+
+    torch.manual_seed(99), np.random.seed(99), random.seed(99)
+    restored = TrainingRNG()
+    restored.load_state_dict(torch.load(tmp_path / "c.ckpt", weights_only=True)["callbacks"]["TrainingRNG"])
+    restored.on_train_batch_start(None, None, None, 0)  # torch's stream is put back before the next batch
+    got = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+def test_training_rng_stream_ignores_draws_between_batches():
+    callback = TrainingRNG()
+    torch.manual_seed(0)
+    callback.on_train_batch_end(None, None, None, None, 0)
+    expected = torch.rand(2)
+    torch.rand(5)  # e.g. a DataLoader drawing its base seed for validation
+    callback.on_train_batch_start(None, None, None, 1)
+    assert torch.equal(torch.rand(2), expected)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resumable_loader_continues_the_epoch_after_the_consumed_batches(num_workers):
+    dataset = TensorDataset(torch.arange(20))
+
+    def loader():
+        return ResumableDataLoader(dataset, batch_size=3, num_workers=num_workers, persistent_workers=num_workers > 0)
+
+    first = loader()
+    iterator = iter(first)
+    seen = [next(iterator)[0].tolist() for _ in range(3)]
+    state = first.state_dict()
+    assert state == {"batches": 3}
+
+    second = loader()
+    second.load_state_dict(state)
+    rest = [batch[0].tolist() for batch in second]
+    assert seen + rest == [batch[0].tolist() for batch in loader()]
+    assert len(second) == 7 and second.state_dict() == {"batches": 7}
+    assert len(list(second)) == 7  # the skip applies once; the next epoch is whole
+
+
+def test_eval_sampler_is_sequential_without_distributed():
+    assert distributed_eval_sampler(TensorDataset(torch.arange(5))) is None
+
+
+def test_compile_option_compiles_the_network_in_place_and_keeps_checkpoint_keys():
+    network = TextCNN(vocab_size=50, num_classes=2, pad_id=0, num_filters=4, embedding_dim=8)
+    module = TextClassifier(network, label_names=["a", "b"], compile=True)
+    keys = set(module.state_dict())
+    module.configure_model()
+    assert module.model._compiled_call_impl is not None
+    assert set(module.state_dict()) == keys
+
+
+def test_nonfinite_loss_option_is_checked():
+    network = TextCNN(vocab_size=50, num_classes=2, pad_id=0, num_filters=4, embedding_dim=8)
+    with pytest.raises(ValueError, match="nonfinite_loss"):
+        TextClassifier(network, label_names=["a", "b"], nonfinite_loss="ignore")
