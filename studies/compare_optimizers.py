@@ -271,6 +271,8 @@ def summarise(args: argparse.Namespace, curves: dict, runs_table: pd.DataFrame) 
                     "optimizer": OPTIMIZERS[opt].name,
                     "lr_grid": " ".join(f"{lr:g}" for lr in sorted(chosen[chosen.phase == "grid"].lr)),
                     "chosen_lr": float(chosen[chosen.chosen].lr.iloc[0]),
+                    # The best lr at the end of its grid means the grid may not bracket the optimum for this budget.
+                    "chosen_at_grid_edge": float(chosen[chosen.chosen].lr.iloc[0]) in (min(chosen.lr), max(chosen.lr)),
                     "seeds": len(runs),
                     "best_dev_acc_mean": best.mean(),
                     "best_dev_acc_std": best.std(ddof=1) if len(runs) > 1 else math.nan,

@@ -183,3 +183,15 @@ def test_two_runs_in_one_process_stay_separate(tmp_path, monkeypatch):
     for path in files:
         wait_until_finished(path)
     assert sorted(read_run(f)["config"]["model.optimizer.init_args.lr"] for f in files) == [0.001, 0.002]
+
+
+def test_per_class_scores_from_a_confusion_matrix():
+    import torch
+
+    from textcls.reporting import per_class_scores
+
+    # rows: true class, columns: predicted. Class 2 is never predicted: precision and F1 0, not NaN.
+    scores = per_class_scores(torch.tensor([[3, 1, 0], [2, 4, 0], [1, 1, 0]]))
+    assert scores[0] == pytest.approx({"precision": 0.5, "recall": 0.75, "f1": 0.6, "support": 4})
+    assert scores[1] == pytest.approx({"precision": 4 / 6, "recall": 4 / 6, "f1": 4 / 6, "support": 6})
+    assert scores[2] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
