@@ -132,12 +132,13 @@ def child_rss(path: str, cache: str, batch_size: int) -> None:
     dm = TextDataModule(train_file=path, cache_dir=cache, batch_size=batch_size)
     dm.setup("fit")
     setup_s = time.perf_counter() - start
+    setup_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = 0
     for batch in dm.train_dataloader():
         rows += len(batch["input_ids"])
     epoch_s = time.perf_counter() - start - setup_s
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"RESULT {peak_mb:.1f} {setup_s:.2f} {epoch_s:.2f} {rows}")
+    print(f"RESULT {peak_mb:.1f} {setup_s:.2f} {epoch_s:.2f} {rows} {setup_peak_mb:.1f}")
 
 
 def bench_rss(sizes: list[int], work: Path, batch_size: int) -> dict[int, float]:
@@ -154,10 +155,11 @@ def bench_rss(sizes: list[int], work: Path, batch_size: int) -> dict[int, float]
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")), None)
         if line is None:
             raise SystemExit(f"child failed:\n{out.stderr[-3000:]}")
-        peak, setup_s, epoch_s, seen = line.split()[1:]
+        peak, setup_s, epoch_s, seen, setup_peak = line.split()[1:]
         peaks[rows] = float(peak)
         print(
             f"rss {rows:,} rows ({path.stat().st_size / 1e6:,.0f} MB CSV): peak RSS {float(peak):,.0f} MB "
+            f"(after setup alone {float(setup_peak):,.0f} MB) "
             f"(setup {float(setup_s):.1f} s, one epoch over the training loader {float(epoch_s):.1f} s, "
             f"{int(seen):,} rows)"
         )

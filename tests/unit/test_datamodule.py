@@ -88,3 +88,14 @@ def test_unseen_validation_label_is_an_error(tmp_path):
     dm = TextDataModule(train_file=str(train), val_file=str(val))
     with pytest.raises(DataError, match="never seen in the training data: 'neutral'"):
         dm.setup("fit")
+
+
+def test_blank_texts_are_dropped_with_a_warning_by_default(tmp_path):
+    rows = [*labelled_rows(20), {"text": "   ", "label": "pos"}, {"text": "", "label": "neg"}]
+    train = str(write_rows(tmp_path / "t.csv", rows))
+    dm = TextDataModule(train_file=train, val_fraction=0.2)
+    with pytest.warns(UserWarning, match="dropped 2 row"):
+        dm.setup("fit")
+    assert len(dm.datasets["train"]) + len(dm.datasets["validation"]) == 20
+    with pytest.raises(DataError, match="data row 21: the text is empty"):
+        TextDataModule(train_file=train, empty_text="error").setup("fit")

@@ -157,6 +157,7 @@ def build_train_entry(
     found = scan(source, settings.columns, settings.empty_text, counter)
     names = label_names or label_order(pa.array(list(found.seen), pa.string()))
     codes = codes_for(found, names, source)
+    found.code_parts.clear()  # `codes` holds them now; at 10 M rows each copy is 40 MB
     present = np.unique(codes)
     if len(present) < 2:
         raise DataError(

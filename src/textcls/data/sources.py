@@ -23,8 +23,14 @@ import xxhash
 
 from textcls.data.errors import DataError
 
-#: Input per batch. Larger than any sane single row (a 5 MB review still fits), small enough to keep memory flat.
+#: Rows handed on per batch: up to this much text (or REBATCH_ROWS rows), so the tokenizer has work for every core.
 BLOCK_BYTES = 16 << 20
+REBATCH_ROWS = 131_072
+#: pyarrow's CSV / JSON readers read ahead up to 32 blocks in the background, so memory is ~32x the block size:
+#: 1 MB blocks keep that at ~32 MB (16 MB blocks held 512 MB). A row longer than a block (a 5 MB review) makes the
+#: reader fail; the read then restarts with 16x larger blocks, skipping the rows already handed on.
+READ_BLOCK = 1 << 20
+MAX_READ_BLOCK = 1 << 30
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "labeltext", "fasttext", "lines")
 #: file extension -> format; `.txt` is decided by `resolve_format` (labelled: label-text or fastText; predict: lines)
 EXTENSIONS = {
@@ -153,9 +159,17 @@ class FileSource(Source):
         }
         reader = readers.get(self.fmt, self._line_batches)
         seen_rows = False
+        pending: list[pa.RecordBatch] = []
+        rows = size = 0
         for batch in reader():
             seen_rows = True
-            yield _all_strings(batch, self.name)
+            pending.append(_all_strings(batch, self.name))
+            rows, size = rows + len(batch), size + batch.nbytes
+            if rows >= REBATCH_ROWS or size >= BLOCK_BYTES:
+                yield _concat(pending)
+                pending, rows, size = [], 0, 0
+        if pending:
+            yield _concat(pending)
         if not seen_rows and self.fmt not in LINE_FORMATS:
             # Header-only: the readers produce no batch at all; messages need the columns, so yield an empty one.
             yield self._empty_batch()
@@ -170,9 +184,43 @@ class FileSource(Source):
         try:
             # open_csv parses the first block; skip bad rows there, the full read reports them with line numbers.
             options = self._csv_parse_options(lambda row: "skip")
-            return list(pacsv.open_csv(self.path, parse_options=options).schema.names)
+            for block in self._block_sizes():
+                try:
+                    read = pacsv.ReadOptions(block_size=block)
+                    return list(pacsv.open_csv(self.path, read_options=read, parse_options=options).schema.names)
+                except pa.ArrowInvalid as err:
+                    if not _row_longer_than_block(err):
+                        raise
+            raise DataError(f"{self.name}: a row is longer than {MAX_READ_BLOCK >> 20} MB.")
         except pa.ArrowInvalid as err:
             raise self._csv_error(err, []) from None
+
+    _read_block = READ_BLOCK  # grows (per source) when a row does not fit
+
+    def _block_sizes(self) -> Iterator[int]:
+        while self._read_block <= MAX_READ_BLOCK:
+            yield self._read_block
+            self._read_block *= 16
+
+    def _resumable(self, open_reader: Callable[[int], Iterator[pa.RecordBatch]]) -> Iterator[pa.RecordBatch]:
+        """Batches of `open_reader(block_size)`; when a row is longer than a block, start again with larger blocks
+        and skip the rows already yielded, so the caller sees one uninterrupted sequence of rows."""
+        done = 0
+        for block in self._block_sizes():
+            skip = done
+            try:
+                for batch in open_reader(block):
+                    if skip >= len(batch):
+                        skip -= len(batch)
+                        continue
+                    batch, skip = batch.slice(skip), 0
+                    done += len(batch)
+                    yield batch
+                return
+            except pa.ArrowInvalid as err:
+                if not _row_longer_than_block(err):
+                    raise
+        raise DataError(f"{self.name}: a row is longer than {MAX_READ_BLOCK >> 20} MB.")
 
     # ----- CSV / TSV -----
 
@@ -190,17 +238,20 @@ class FileSource(Source):
             return "error"
 
         names = self._header_names()
-        try:
-            reader = pacsv.open_csv(
+
+        def open_reader(block: int) -> Iterator[pa.RecordBatch]:
+            return pacsv.open_csv(
                 self.path,
-                read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+                read_options=pacsv.ReadOptions(block_size=block),
                 parse_options=self._csv_parse_options(on_invalid_row),
                 # Strings only: a label column of integers must keep its text form ("01" stays "01").
                 convert_options=pacsv.ConvertOptions(
                     column_types={n: pa.string() for n in names}, strings_can_be_null=False
                 ),
             )
-            yield from reader
+
+        try:
+            yield from self._resumable(open_reader)
         except pa.ArrowInvalid as err:
             raise self._csv_error(err, bad_rows) from None
 
@@ -251,8 +302,11 @@ class FileSource(Source):
     # ----- JSON Lines -----
 
     def _json_batches(self) -> Iterator[pa.RecordBatch]:
+        def open_reader(block: int) -> Iterator[pa.RecordBatch]:
+            return pajson.open_json(self.path, read_options=pajson.ReadOptions(block_size=block))
+
         try:
-            yield from pajson.open_json(self.path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES))
+            yield from self._resumable(open_reader)
         except pa.ArrowInvalid as err:
             raise self._json_error(err) from None
 
@@ -373,6 +427,16 @@ def _all_strings(batch: pa.RecordBatch, name: str) -> pa.RecordBatch:
                 f"{name}: column {field.name!r} holds {field.type} values, not text; use a column of strings."
             ) from None
     return pa.record_batch(columns, names=batch.schema.names)
+
+
+def _row_longer_than_block(err: Exception) -> bool:
+    return "straddl" in str(err).lower() or "block size" in str(err).lower()
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def _short(err: Exception) -> str:

@@ -9,6 +9,7 @@ Whitespace pre-tokenizer), so `tokenizers.Tokenizer.from_str(...)` reproduces th
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,12 +42,21 @@ def _as_chunks(texts: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
     return out
 
 
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
 def _map(fn, chunks: list[pa.Array]) -> list:
-    """pyarrow kernels release the GIL, so threads use every core without pickling anything."""
+    """pyarrow kernels release the GIL, so threads use every core without pickling anything.
+
+    One pool for the process: a new pool per call starts new threads, and every thread that exits abandons its
+    allocator heap (mimalloc, pyarrow's default), which grew memory with the number of batches of a large file.
+    """
+    global _pool
     if len(chunks) <= 1:
         return [fn(c) for c in chunks]
-    with ThreadPoolExecutor() as pool:
-        return list(pool.map(fn, chunks))
+    if _pool is None or _pool[0] != os.getpid():  # a forked child inherits the pool object but not its threads
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1))
+    return list(_pool[1].map(fn, chunks))
 
 
 def split_words(texts: pa.Array, lowercase: bool = True) -> pa.ListArray:
