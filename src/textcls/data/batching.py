@@ -143,8 +143,9 @@ class BucketBatchSampler(BatchSampler):
     def set_epoch(self, epoch: int) -> None:
         """Lightning calls this at every epoch start (and forwards it to a `DistributedSampler` via `sampler`)."""
         self.epoch = epoch
-        if callable(getattr(self.sampler, "set_epoch", None)):
-            self.sampler.set_epoch(epoch)
+        set_inner_epoch = getattr(self.sampler, "set_epoch", None)
+        if callable(set_inner_epoch):
+            set_inner_epoch(epoch)
 
     def _indices(self) -> np.ndarray:
         if isinstance(self.sampler, (SequentialSampler, RandomSampler)):

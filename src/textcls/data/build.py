@@ -88,6 +88,7 @@ def scan(source: Source, columns: Columns, empty_text: str, counter: VocabCounte
         keep = ~blank
         result.rows += len(keep)
         result.keep_parts.append(keep)
+        assert label is not None, "scan reads labelled sources only"
         kept_labels = label.filter(pa.array(keep))
         no_label = pc.equal(kept_labels, "").to_numpy(zero_copy_only=False)
         if no_label.any():

@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
@@ -412,7 +413,7 @@ class _DemoSource(TableSource):
         self._fingerprint = f"demo:v1:seed0:{split}"
 
     @cached_property
-    def table(self):  # type: ignore[override]
+    def table(self) -> pa.Table:
         return make_demo_splits(seed=0)[self.split]
 
 

@@ -30,7 +30,7 @@ def load_hub_split(name: str, config: str | None, split: str, label_column: str 
         dataset = dataset.flatten_indices()
     table = dataset.data.table
     feature = dataset.features.get(label_column) if label_column else None
-    if isinstance(feature, datasets.ClassLabel):
+    if label_column and isinstance(feature, datasets.ClassLabel):
         table = _label_names(table, label_column, feature.names)
     return TableSource(table, title, fingerprint=f"hub:{name}:{config}:{split}:{dataset._fingerprint}")
 

@@ -36,7 +36,7 @@ def _as_chunks(texts: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
         chunks: Iterable[pa.Array] = texts.chunks
     else:
         chunks = [texts]
-    out = []
+    out: list[pa.Array] = []
     for chunk in chunks:
         out.extend(chunk.slice(start, CHUNK_ROWS) for start in range(0, max(len(chunk), 1), CHUNK_ROWS))
     return out
