@@ -6,7 +6,7 @@ Outputs, in --out:
   trials.csv   one row per trial: number, state (COMPLETE / PRUNED / FAIL), best val/acc, seconds, every parameter
   best.yaml    the experiment config with the best trial's values: `textcls fit --config <out>/best.yaml`
 
-    python benchmarks/sweep_local.py                                 # demo data, 8 short trials
+    python benchmarks/sweep_local.py                                 # demo data, 6 short trials
     python benchmarks/sweep_local.py --trials 30 --epochs 6 --limit-train-batches 1.0 \\
         --data.train_file data/train.csv --data.val_file data/dev.csv
 Arguments this script does not know (like --data.train_file above) are passed to every `textcls fit`.
@@ -39,9 +39,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     p.add_argument("--sweep", type=Path, default=ROOT / "configs/sweeps/textcnn.yaml", help="W&B sweep config")
     p.add_argument("--config", type=Path, default=ROOT / "configs/textcnn.yaml", help="experiment config searched")
     p.add_argument("--out", type=Path, default=ROOT / "runs/sweep_local", help="where trials.csv and best.yaml go")
-    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--trials", type=int, default=6)
     p.add_argument("--epochs", type=int, default=3, help="epochs per trial (pruning decisions come after each)")
-    p.add_argument("--limit-train-batches", default="100", help="batches per epoch (int) or fraction (float)")
+    p.add_argument("--limit-train-batches", default="50", help="batches per epoch (int) or fraction (float)")
     p.add_argument("--max-length", type=int, default=64, help="--data.max_length of every trial")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
     p.add_argument("--startup-trials", type=int, default=3, help="trials before TPE and the pruner kick in")
