@@ -74,7 +74,13 @@ def _run_file(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def offline_fit(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("wandb_offline")
-    result = _fit(tmp_path, {"WANDB_MODE": "offline"}, "--trainer.logger.init_args.tags", "[ci, offline]")
+    result = _fit(
+        tmp_path,
+        {"WANDB_MODE": "offline"},
+        "--trainer.logger.init_args.tags=[ci, offline]",
+        "--trainer.logger.init_args.watch=gradients",
+        "--trainer.logger.init_args.watch_log_freq=1",
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return tmp_path, result
 
@@ -99,6 +105,7 @@ def test_offline_run_file_holds_resolved_config_and_val_acc_history(offline_fit)
     assert [row["trainer/global_step"] for row in val] == [2, 5]  # stepped on the global step, not W&B's counter
     assert all(0.0 <= row["val/acc"] <= 1.0 for row in val)
     assert any("train/loss_step" in row for row in run["history"])
+    assert any(key.startswith("gradients/model.") for row in run["history"] for key in row)  # watch: gradients
     # The per-class report at the end of the test: a table and a confusion-matrix chart.
     assert any("test/per_class" in row and "test/confusion_matrix_table" in row for row in run["history"])
     assert "test/acc" in run["summary"]
