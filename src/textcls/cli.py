@@ -42,6 +42,9 @@ class TextclsCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("seed_everything_default", 42)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        # `export` is dispatched in main(), outside LightningCLI; the epilog is how `textcls --help` tells of it.
+        epilog = "Also: textcls export --ckpt_path CKPT --output DIR (ONNX; see textcls export --help)."
+        kwargs.setdefault("parser_kwargs", {"epilog": epilog})
         kwargs.setdefault(
             "trainer_defaults",
             {
