@@ -24,11 +24,10 @@ from textcls.reporting import ClassificationReport
 from textcls.rundir import RUN_DIR_ENV, discard_empty_run_dir, new_run_dir
 from textcls.tracking import TrackingSaveConfig, WandbWatch, finish_wandb, is_wandb_logger_config, wandb_save_dir
 from textcls.training import (
-    GracefulInterrupt,
+    FaultTolerance,
     ResumeCheckpoint,
-    ResumeDataPosition,
-    TrainingRNG,
     newest_last_checkpoint,
+    use_throttled_progress_bar,
 )
 
 console = Console(highlight=False)
@@ -53,12 +52,11 @@ class TextclsCLI(LightningCLI):
                     LearningRateMonitor(logging_interval="step"),
                     ClassificationReport(),
                     WandbWatch(),
-                    TrainingRNG(),
-                    ResumeDataPosition(),
-                    GracefulInterrupt(),
+                    FaultTolerance(),
                 ],
                 # As a class path, not an instance: jsonargparse can then print and save it in config.yaml.
                 "plugins": [{"class_path": "textcls.training.AtomicCheckpointIO"}],
+                "profiler": {"class_path": "textcls.training.QuietProfiler"},
             },
         )
         kwargs.setdefault("save_config_callback", TrackingSaveConfig)
@@ -119,6 +117,11 @@ class TextclsCLI(LightningCLI):
                 if config.trainer.logger.init_args.get("save_dir") is None:
                     config.trainer.logger.init_args.save_dir = wandb_save_dir(run_dir)
                 config.trainer.logger = [csv_logger, config.trainer.logger]
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        trainer = super().instantiate_trainer(**kwargs)
+        use_throttled_progress_bar(trainer)
+        return trainer
 
     def after_fit(self) -> None:
         trainer = self.trainer

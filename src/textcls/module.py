@@ -18,6 +18,48 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from textcls.optim import WarmupCosine, build_optimizer, keyword_unset, parameter_groups
 
 
+class TrainStats:
+    """Running confusion matrix and loss sum of the training batches of an epoch (plain tensors, not buffers: DDP
+    would overwrite buffers with rank 0's every step). `compute` sums them over the ranks."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.confusion: torch.Tensor | None = None
+        self.loss_sum: torch.Tensor | None = None
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
+        if self.confusion is None or self.loss_sum is None:
+            self.confusion = torch.zeros(self.num_classes**2, dtype=torch.float64, device=logits.device)
+            self.loss_sum = torch.zeros(2, dtype=torch.float64, device=logits.device)
+        elif self.confusion.device != logits.device:  # restored from a checkpoint onto the CPU
+            self.confusion, self.loss_sum = self.confusion.to(logits.device), self.loss_sum.to(logits.device)
+        cells = labels * self.num_classes + logits.argmax(dim=-1)
+        self.confusion.index_put_((cells,), torch.ones_like(cells, dtype=torch.float64), accumulate=True)
+        self.loss_sum += torch.stack([loss.double() * len(labels), loss.new_tensor(len(labels), dtype=torch.float64)])
+
+    def compute(self, strategy: Any) -> dict[str, torch.Tensor]:
+        if self.confusion is None or self.loss_sum is None:
+            return {}
+        totals = strategy.reduce(torch.cat([self.confusion, self.loss_sum]), reduce_op="sum")
+        confusion = totals[: self.num_classes**2].view(self.num_classes, self.num_classes)
+        tp = confusion.diag()
+        f1 = torch.where(tp > 0, 2 * tp / (confusion.sum(0) + confusion.sum(1)).clamp(min=1), 0.0)
+        return {
+            "train/acc": (tp.sum() / confusion.sum().clamp(min=1)).float(),
+            "train/f1": f1.mean().float(),  # macro: every class weighs the same (0 for a class never right)
+            "train/loss_epoch": (totals[-2] / totals[-1].clamp(min=1)).float(),
+        }
+
+    def reset(self) -> None:
+        self.confusion = self.loss_sum = None
+
+    def state_dict(self) -> dict[str, torch.Tensor | None]:
+        return {"confusion": self.confusion, "loss_sum": self.loss_sum}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | None]) -> None:
+        self.confusion, self.loss_sum = state["confusion"], state["loss_sum"]
+
+
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the message names the step and the batch."""
 
@@ -102,11 +144,9 @@ class TextClassifier(pl.LightningModule):
                 "f1": MulticlassF1Score(num_classes, average="macro"),
             }
         )
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.train_loss = MeanMetric()
-        # In the checkpoint, so a run resumed mid-epoch reports the same epoch metrics as one never interrupted.
-        self.train_metrics.persistent(True)
-        self.train_loss.persistent(True)
+        # Training metrics are a running confusion matrix and loss sum: a few tensor ops per step, where two
+        # torchmetrics updates and a self.log every step cost more than a small model's whole step on a CPU.
+        self.train_stats = TrainStats(num_classes)
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_acc_best = MaxMetric()
@@ -132,10 +172,11 @@ class TextClassifier(pl.LightningModule):
         if self._nonfinite(loss, batch, batch_idx):
             self.skipped_batches += 1
             return None  # Lightning skips backward and the optimizer step for this batch
-        # Metric objects are updated every step but computed once per epoch: no per-step sync or .item().
-        self.train_metrics.update(logits.detach(), batch["labels"])
-        self.train_loss.update(loss.detach(), weight=len(logits))
-        self.log("train/loss_step", loss, prog_bar=True, batch_size=len(logits))
+        # Accumulated every step, computed once per epoch: no per-step sync or .item().
+        self.train_stats.update(logits.detach(), batch["labels"], loss.detach())
+        if batch_idx % 10 == 0 or self.trainer._logger_connector.should_update_logs:
+            # Enough for the progress bar and for every step the loggers write (trainer.log_every_n_steps).
+            self.log("train/loss_step", loss, prog_bar=True, batch_size=len(logits))
         return loss
 
     def _nonfinite(self, loss: torch.Tensor, batch: dict[str, torch.Tensor], batch_idx: int) -> bool:
@@ -156,9 +197,8 @@ class TextClassifier(pl.LightningModule):
         )
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict({**self.train_metrics.compute(), "train/loss_epoch": self.train_loss.compute()})
-        self.train_metrics.reset()
-        self.train_loss.reset()
+        self.log_dict(self.train_stats.compute(self.trainer.strategy))
+        self.train_stats.reset()
         if self.nonfinite_loss == "skip":
             self.log("train/skipped_batches", float(self.skipped_batches), reduce_fx="max")
 
@@ -190,6 +230,15 @@ class TextClassifier(pl.LightningModule):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         probs = torch.softmax(self(batch["input_ids"]).float(), dim=-1)
         return {"index": batch["index"], "probs": probs}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The epoch's running training metrics, so a run resumed mid-epoch reports what an uninterrupted one does.
+        checkpoint["train_stats"] = self.train_stats.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Under DDP the file holds rank 0's part; only rank 0 takes it back, so nothing is counted twice.
+        if "train_stats" in checkpoint and self.global_rank == 0:
+            self.train_stats.load_state_dict(checkpoint["train_stats"])
 
     def configure_optimizers(self) -> Any:
         groups = parameter_groups(self.model, decay_embeddings=self.decay_embeddings)

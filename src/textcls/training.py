@@ -15,7 +15,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.profilers import PassThroughProfiler
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from rich.console import Console
@@ -126,6 +127,14 @@ class ResumeCheckpoint(ModelCheckpoint):
             raise ValueError(f"--checkpoint.last_every_n_train_steps must be 0 or more, got {last_every_n_train_steps}")
         self.last_every_n_train_steps = last_every_n_train_steps
 
+    @property
+    def state_key(self) -> str:
+        # Lightning formats this key for every callback on every hook call (a repr of the settings each time); the
+        # settings do not change after __init__, so it is built once.
+        if getattr(self, "_state_key", None) is None:
+            self._state_key = super().state_key
+        return self._state_key
+
     def _refresh_last(self, trainer: pl.Trainer) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
@@ -184,6 +193,44 @@ def save_last(trainer: pl.Trainer) -> Path:
     path = Path(directory) / "last.ckpt"
     trainer.save_checkpoint(path)
     return path
+
+
+class QuietProfiler(PassThroughProfiler):
+    """The Trainer's default no-op profiler, without its cost: Lightning wraps every hook of every callback in
+    `profiler.profile(...)`, and the default's generator-based context manager costs a few microseconds each time,
+    hundreds of times per step. One reusable null context instead."""
+
+    _null = contextlib.nullcontext()
+
+    def profile(self, action_name: str) -> Any:  # type: ignore[override]
+        return self._null
+
+
+class ThrottledRichProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, redrawn every `refresh_rate` training batches.
+
+    Lightning's own reads every progress-bar metric (`.item()`, a device sync on GPU) and redraws after every batch,
+    whatever its refresh_rate; on a small model that is a measurable share of the step.
+
+    Args:
+        refresh_rate: batches between redraws.
+    """
+
+    def __init__(self, refresh_rate: int = 10, **kwargs: Any) -> None:
+        super().__init__(refresh_rate=refresh_rate, **kwargs)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if (batch_idx + 1) % max(self.refresh_rate, 1) == 0 or batch_idx + 1 >= self.total_train_batches:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def use_throttled_progress_bar(trainer: pl.Trainer) -> None:
+    """Swap the default progress bar the Trainer made for itself (a user's own choice is left alone)."""
+    for i, callback in enumerate(trainer.callbacks):
+        if type(callback) is RichProgressBar:
+            trainer.callbacks[i] = ThrottledRichProgressBar()
 
 
 class TrainingInterrupted(SystemExit):
@@ -274,3 +321,12 @@ def newest_last_checkpoint(runs_root: Path, experiment: str) -> Path | None:
             continue
         return path
     return None
+
+
+class FaultTolerance(TrainingRNG, ResumeDataPosition, GracefulInterrupt):
+    """TrainingRNG, ResumeDataPosition and GracefulInterrupt as one callback: Lightning calls every hook of every
+    callback on every step, so each callback costs per step whether it does anything there or not."""
+
+    def __init__(self) -> None:
+        TrainingRNG.__init__(self)
+        GracefulInterrupt.__init__(self)

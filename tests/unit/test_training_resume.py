@@ -107,6 +107,7 @@ def test_eval_sampler_is_sequential_without_distributed():
     assert distributed_eval_sampler(TensorDataset(torch.arange(5))) is None
 
 
+@pytest.mark.slow  # importing torch's compiler stack takes seconds
 def test_compile_option_compiles_the_network_in_place_and_keeps_checkpoint_keys():
     network = TextCNN(vocab_size=50, num_classes=2, pad_id=0, num_filters=4, embedding_dim=8)
     module = TextClassifier(network, label_names=["a", "b"], compile=True)
