@@ -12,8 +12,8 @@ Sections (choose with --sections):
   rss       peak RSS (ru_maxrss of a fresh child process) of setup("fit") plus one full pass over the training
             DataLoader, at each size in --rss-rows, and the ratio largest / smallest. The cache is cold in each child.
   bucket    on ../shared/data/sst2 and ../shared/data/imdb: padding fraction of one epoch of training batches and
-            TextCNN training throughput (rows/s over --bucket-steps optimizer steps after warm-up), with and without
-            length bucketing.
+            TextCNN training throughput (rows/s over --bucket-steps optimizer steps after warm-up, on and off
+            interleaved in 5 rounds), with and without length bucketing.
 Generated data lives in a temporary directory that is removed at the end (--keep to keep it).
 """
 
@@ -174,7 +174,8 @@ def bench_rss(sizes: list[int], work: Path, batch_size: int) -> dict[int, float]
 # ----- bucket -----
 
 
-def bench_bucket(steps: int, work: Path) -> None:
+def bench_bucket(steps: int, work: Path, rounds: int = 5) -> None:
+    """Off and on train alternately, `steps / rounds` steps at a time, so a noisy neighbour slows both alike."""
     import torch
 
     from textcls.data import TextDataModule
@@ -186,41 +187,56 @@ def bench_bucket(steps: int, work: Path) -> None:
         if not train.is_file():
             print(f"bucket {name}: {train} not found, skipped")
             continue
-        results = {}
+        runs = {}
         for bucket in (False, True):
             torch.manual_seed(0)
             dm = TextDataModule(
                 train_file=str(train), cache_dir=str(work / "bucket-cache"), bucket=bucket, batch_size=64
             )
             dm.setup("fit")
-            lengths = dm.datasets["train"].lengths
             loader = dm.train_dataloader()
-            fraction = padding_fraction(lengths, [b["index"].tolist() for b in loader])
+            fraction = padding_fraction(dm.datasets["train"].lengths, [b["index"].tolist() for b in loader])
             model = TextCNN(vocab_size=dm.vocab_size, num_classes=dm.num_classes, pad_id=dm.pad_id)
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-            rows, seconds, done = 0, 0.0, 0
-            batches = iter(())
-            while done < steps + 5:
-                start = time.perf_counter()  # the step's time includes fetching and padding its batch
-                batch = next(batches, None)
+            runs[bucket] = {
+                "fraction": fraction,
+                "loader": loader,
+                "batches": iter(()),
+                "model": model,
+                "optimizer": torch.optim.Adam(model.parameters(), lr=1e-3),
+                "rows": 0,
+                "seconds": 0.0,
+            }
+
+        def train_steps(run: dict, count: int, timed: bool) -> None:
+            done = 0
+            while done < count:
+                start = time.perf_counter()  # a step's time includes fetching and padding its batch
+                batch = next(run["batches"], None)
                 if batch is None:
-                    batches = iter(loader)
+                    run["batches"] = iter(run["loader"])
                     continue
-                loss = torch.nn.functional.cross_entropy(model(batch["input_ids"]), batch["labels"])
-                optimizer.zero_grad()
+                loss = torch.nn.functional.cross_entropy(run["model"](batch["input_ids"]), batch["labels"])
+                run["optimizer"].zero_grad()
                 loss.backward()
-                optimizer.step()
-                if done >= 5:  # the first steps warm up allocators and kernels
-                    seconds += time.perf_counter() - start
-                    rows += len(batch["labels"])
+                run["optimizer"].step()
+                if timed:
+                    run["seconds"] += time.perf_counter() - start
+                    run["rows"] += len(batch["labels"])
                 done += 1
-            results[bucket] = (fraction, rows / seconds)
+
+        for run in runs.values():
+            train_steps(run, 5, timed=False)  # warm-up: allocators and kernels
+        for round_ in range(rounds):
+            for bucket in (False, True) if round_ % 2 == 0 else (True, False):
+                train_steps(runs[bucket], max(steps // rounds, 1), timed=True)
+        speed = {bucket: run["rows"] / run["seconds"] for bucket, run in runs.items()}
+        for bucket, run in runs.items():
             print(
-                f"bucket {name} {'on ' if bucket else 'off'}: padding {fraction:.1%} of batch cells, "
-                f"TextCNN training {rows / seconds:,.0f} rows/s ({steps} steps incl. batch loading, batch 64, "
+                f"bucket {name} {'on ' if bucket else 'off'}: padding {run['fraction']:.1%} of batch cells, "
+                f"TextCNN training {speed[bucket]:,.0f} rows/s ({steps} steps incl. batch loading, batch 64, "
                 "max_length 256)"
             )
-        print(f"bucket {name}: throughput gain {results[True][1] / results[False][1]:.2f}x")
+        print(f"bucket {name}: throughput gain {speed[True] / speed[False]:.2f}x (on and off interleaved)")
 
 
 def main() -> None:
@@ -230,7 +246,7 @@ def main() -> None:
     parser.add_argument("--cache-rows", type=int, default=1_000_000)
     parser.add_argument("--rss-rows", default="1000000,10000000")
     parser.add_argument("--rss-batch-size", type=int, default=256)
-    parser.add_argument("--bucket-steps", type=int, default=100)
+    parser.add_argument("--bucket-steps", type=int, default=60)
     parser.add_argument("--work-dir", default=None, help="where generated files go (default: a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--child-rss", nargs=3, help=argparse.SUPPRESS)

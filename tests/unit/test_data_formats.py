@@ -111,3 +111,15 @@ def test_hub_path_reads_a_local_dataset_with_class_labels(tmp_path):
     assert dm.label_names == ["neg", "pos"]
     dm.setup("test")
     assert len(dm.datasets["test"]) == 40 and dm.has_test_data
+
+
+def test_a_test_file_given_with_a_hub_dataset_takes_precedence(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = labelled_rows(40)
+    folder = tmp_path / "hubset"
+    folder.mkdir()
+    datasets.Dataset.from_list(rows).to_parquet(str(folder / "train.parquet"))
+    test = write_rows(tmp_path / "test.csv", labelled_rows(6))
+    dm = TextDataModule(dataset=str(folder), test_split="train", test_file=str(test))
+    dm.setup("test")
+    assert len(dm.datasets["test"]) == 6

@@ -299,14 +299,14 @@ class TextDataModule(pl.LightningDataModule):
             return FileSource(self.predict_file, "predict file", fmt, False, self.text_columns[0], self.label_column)
         if self.use_demo:
             return _demo_source(split) if split != "train" else self._train_source
-        if self.dataset is not None:
+        path = {"train": self.train_file, "validation": self.val_file, "test": self.test_file}[split]
+        if self.dataset is not None and not path:  # a val_file / test_file given with a hub dataset takes precedence
             hub_split = {"train": self.train_split, "validation": self.val_split, "test": self.test_split}[split]
             if hub_split is None:
                 return None
             from textcls.data.hub import load_hub_split
 
             return load_hub_split(self.dataset, self.dataset_config, hub_split, self.label_column)
-        path = {"train": self.train_file, "validation": self.val_file, "test": self.test_file}[split]
         if not path:
             return None
         what = {"train": "training file", "validation": "validation file", "test": "test file"}[split]
