@@ -182,6 +182,8 @@ def bench_bucket(steps: int, work: Path, rounds: int = 5) -> None:
     from textcls.data.batching import padding_fraction
     from textcls.models import TextCNN
 
+    # One intra-op thread: on a shared machine, OpenMP threads spinning against other jobs swamp the comparison.
+    torch.set_num_threads(1)
     for name in ("sst2", "imdb"):
         train = SHARED / name / "train.csv"
         if not train.is_file():
@@ -234,7 +236,7 @@ def bench_bucket(steps: int, work: Path, rounds: int = 5) -> None:
             print(
                 f"bucket {name} {'on ' if bucket else 'off'}: padding {run['fraction']:.1%} of batch cells, "
                 f"TextCNN training {speed[bucket]:,.0f} rows/s ({steps} steps incl. batch loading, batch 64, "
-                "max_length 256)"
+                "max_length 256, 1 thread)"
             )
         print(f"bucket {name}: throughput gain {speed[True] / speed[False]:.2f}x (on and off interleaved)")
 
