@@ -10,6 +10,7 @@ each round, so the noise of a shared machine hits both alike; medians are report
 
     .venv/bin/python benchmarks/overhead.py [--models textcnn mlp] [--rounds 5] [--steps 150] [--batch-size 64]
     .venv/bin/python benchmarks/overhead.py --ddp   # also 2-process ddp_cpu against 1 process (samples/s of fit)
+    .venv/bin/python benchmarks/overhead.py --bare  # also a bare Lightning Trainer over the same work (the floor)
 """
 
 from __future__ import annotations
@@ -157,14 +158,58 @@ def run_raw(config: str, steps: int, batch_size: int, runs: str) -> tuple[float,
     return samples / wall, samples / cpu
 
 
-def compare(config: str, rounds: int, steps: int, batch_size: int) -> None:
-    results: dict[str, list[tuple[float, float]]] = {"textcls": [], "raw": []}
+class _BareModule(pl.LightningModule):
+    """The least a LightningModule can be: forward, loss, the same optimizer and schedule; nothing logged."""
+
+    def __init__(self, network: torch.nn.Module, total_steps: int) -> None:
+        super().__init__()
+        self.network, self.total_steps = network, total_steps
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return F.cross_entropy(self.network(batch["input_ids"]).float(), batch["labels"])
+
+    def configure_optimizers(self) -> Any:
+        from textcls.optim import WarmupCosine, build_optimizer, parameter_groups
+
+        optimizer = build_optimizer(torch.optim.Adam, parameter_groups(self.network), torch.device("cpu"))
+        schedule = WarmupCosine(optimizer, total_steps=self.total_steps, warmup_fraction=0.1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def run_bare(config: str, steps: int, batch_size: int, runs: str) -> tuple[float, float]:
+    """Lightning's floor: a plain Trainer (no callbacks, logger, progress bar or validation) over the same work."""
+    from textcls.training import QuietProfiler
+
+    cli = build(config, steps, batch_size, runs)
+    timer = EpochTimer()
+    trainer = pl.Trainer(
+        max_epochs=2,
+        limit_train_batches=steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        profiler=QuietProfiler(),
+        gradient_clip_val=cli.trainer.gradient_clip_val,
+        default_root_dir=runs,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(_BareModule(cli.model.model, 2 * steps), datamodule=cli.datamodule)
+    wall, cpu, samples = timer.epochs[-1]
+    return samples / wall, samples / cpu
+
+
+def compare(config: str, rounds: int, steps: int, batch_size: int, bare: bool = False) -> None:
+    sides = {"textcls": run_textcls, "raw": run_raw, **({"bare PL": run_bare} if bare else {})}
+    results: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
     with tempfile.TemporaryDirectory() as runs:
         for r in range(rounds):
-            order = ["textcls", "raw"] if r % 2 == 0 else ["raw", "textcls"]
+            order = list(sides) if r % 2 == 0 else list(reversed(sides))
             for side in order:
-                fn = run_textcls if side == "textcls" else run_raw
-                results[side].append(fn(config, steps, batch_size, runs))
+                results[side].append(sides[side](config, steps, batch_size, runs))
     for clock, k in (("CPU", 1), ("wall", 0)):
         ours, raw = [x[k] for x in results["textcls"]], [x[k] for x in results["raw"]]
         ratios = [a / b for a, b in zip(ours, raw, strict=True)]
@@ -175,9 +220,12 @@ def compare(config: str, rounds: int, steps: int, batch_size: int) -> None:
             f"{' '.join(f'{x:.3f}' for x in ratios)}",
             flush=True,
         )
-        for side, values in (("textcls", ours), ("raw", raw)):
+        for side in results:
+            values = [x[k] for x in results[side]]
             spread = (max(values) - min(values)) / statistics.median(values)
-            print(f"    {side:8s} {' '.join(f'{v:.0f}' for v in values)}  (spread {spread:.0%} of the median)")
+            ratio = statistics.median(values) / m_raw
+            rounds = " ".join(f"{v:.0f}" for v in values)
+            print(f"    {side:8s} {rounds}  (spread {spread:.0%}; median/raw {ratio:.3f})")
 
 
 def ddp_throughput(rounds: int, steps: int, batch_size: int) -> None:
@@ -221,14 +269,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150, help="training batches per epoch (2 epochs, 2nd timed)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--ddp", action="store_true", help="also 2-process ddp_cpu against 1 process")
+    parser.add_argument("--bare", action="store_true", help="also a bare Lightning Trainer: Lightning's own floor")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (1: CPU time is a clean measure)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs", flush=True)
     for config in args.models:
-        compare(config, args.rounds, args.steps, args.batch_size)
+        compare(config, args.rounds, args.steps, args.batch_size, args.bare)
     if args.ddp:
-        ddp_throughput(max(args.rounds // 2, 2), args.steps, args.batch_size)
+        ddp_throughput(args.rounds, args.steps, args.batch_size)
 
 
 if __name__ == "__main__":
