@@ -51,3 +51,11 @@ def test_foreign_tokenizer_json_is_rejected_clearly():
         WordTokenizer.from_json('{"model": {"type": "BPE", "vocab": {}}, "pre_tokenizer": null}')
     with pytest.raises(DataError, match=r"not a tokenizer\.json"):
         WordTokenizer.from_json("[1, 2]")
+
+
+def test_ascii_fast_path_matches_tokenizers_too():
+    ascii_texts = ["Hello, World!! it's 3.5 stars...", "a\tb\nc  (d) e-f", "  x  "]
+    tok = WordTokenizer.train(pa.array(ascii_texts))
+    hf = Tokenizer.from_str(tok.to_json())
+    assert [hf.encode(t).ids for t in ascii_texts] == tok.encode_texts(ascii_texts, max_length=100)
+    assert tok.encode_texts(["a b c d e"], max_length=2) == [tok.encode_texts(["a b"], max_length=9)[0]]
