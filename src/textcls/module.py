@@ -130,7 +130,8 @@ class TextClassifier(pl.LightningModule):
         self.label_smoothing = label_smoothing
         self.decay_embeddings = decay_embeddings
         self.label_names = list(label_names)
-        self.compile, self.compile_mode = compile, compile_mode
+        # Not `self.compile`: that would hide nn.Module.compile.
+        self.compile_network, self.compile_mode = compile, compile_mode
         self.nonfinite_loss = nonfinite_loss
         self.skipped_batches = 0
         self.class_weights: torch.Tensor | None
@@ -156,7 +157,7 @@ class TextClassifier(pl.LightningModule):
         self.test_loss = MeanMetric()
 
     def configure_model(self) -> None:
-        if self.compile and getattr(self.model, "_compiled_call_impl", None) is None:
+        if self.compile_network and getattr(self.model, "_compiled_call_impl", None) is None:
             # nn.Module.compile compiles the forward in place: parameter names (and so checkpoints) do not change.
             self.model.compile(mode=self.compile_mode)
 
@@ -166,7 +167,7 @@ class TextClassifier(pl.LightningModule):
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), labels, weight=self.class_weights, label_smoothing=self.label_smoothing)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         logits = self(batch["input_ids"])
         loss = self._loss(logits, batch["labels"])
         if self._nonfinite(loss, batch, batch_idx):

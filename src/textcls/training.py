@@ -9,7 +9,7 @@ import random
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -78,7 +78,7 @@ class TrainingRNG(Callback):
         if self._next is None:
             self.on_train_batch_end(None, None, None, None, 0)  # type: ignore[arg-type]
         assert self._next is not None
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        kind, keys, pos, has_gauss, gauss = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
         version, internal, python_gauss = random.getstate()
         return {
             "torch": self._next["torch"],
@@ -202,7 +202,7 @@ class QuietProfiler(PassThroughProfiler):
 
     _null = contextlib.nullcontext()
 
-    def profile(self, action_name: str) -> Any:  # type: ignore[override]
+    def profile(self, action_name: str) -> Any:
         return self._null
 
 
@@ -228,9 +228,10 @@ class ThrottledRichProgressBar(RichProgressBar):
 
 def use_throttled_progress_bar(trainer: pl.Trainer) -> None:
     """Swap the default progress bar the Trainer made for itself (a user's own choice is left alone)."""
-    for i, callback in enumerate(trainer.callbacks):
+    callbacks: list[Callback] = trainer.callbacks  # type: ignore[attr-defined]
+    for i, callback in enumerate(callbacks):
         if type(callback) is RichProgressBar:
-            trainer.callbacks[i] = ThrottledRichProgressBar()
+            callbacks[i] = ThrottledRichProgressBar()
 
 
 class TrainingInterrupted(SystemExit):

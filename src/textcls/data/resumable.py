@@ -66,7 +66,7 @@ def distributed_eval_sampler(dataset: Dataset) -> UnrepeatedDistributedSampler |
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return None
     return UnrepeatedDistributedSampler(
-        dataset,  # type: ignore[arg-type]
+        dataset,
         num_replicas=dist.get_world_size(),
         rank=dist.get_rank(),
         shuffle=False,
