@@ -38,30 +38,14 @@ class TokenizedDataset(Dataset):
         self._open()
 
     def _open(self) -> None:
-        positions, lengths, labels = [], [], []
         with self.path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            buffer = pa.py_buffer(mapped)
-            reader = pa.ipc.open_file(buffer)
-            self.has_labels = "label" in reader.schema.names
-            for i in range(reader.num_record_batches):
-                batch = reader.get_batch(i)
-                ids = batch.column("ids")
-                offsets = ids.offsets.to_numpy().astype(np.int64)
-                values = ids.values
-                first_byte = values.buffers()[1].address - buffer.address + values.offset * 4
-                positions.append(first_byte + 4 * offsets[:-1])
-                lengths.append(np.diff(offsets).astype(np.int32))
-                if self.has_labels:
-                    labels.append(batch.column("label").to_numpy().astype(np.int32))
-            del reader, batch, ids, values, buffer  # release the map's exported buffers so it can close
-        self.positions = np.concatenate(positions) if positions else np.zeros(0, np.int64)
-        self.lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
-        self._labels = np.concatenate(labels) if labels else np.zeros(0, np.int32)
-        self._fd = os.open(self.path, os.O_RDONLY)
+            # A function of its own, so that every Arrow view into the map is gone before the map closes.
+            self.has_labels, self.positions, self.lengths, self._labels = _row_index(mapped)
+        self._fd: int | None = os.open(self.path, os.O_RDONLY)
 
     def __del__(self) -> None:
         if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
+            os.close(self._fd)  # type: ignore[arg-type]
             self._fd = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -83,6 +67,7 @@ class TokenizedDataset(Dataset):
     def row(self, index: int) -> np.ndarray:
         """The token ids of one row."""
         count = int(self.lengths[index])
+        assert self._fd is not None, "the dataset's file was closed"
         return np.frombuffer(os.pread(self._fd, 4 * count, int(self.positions[index])), dtype=np.int32)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -95,6 +80,7 @@ class TokenizedDataset(Dataset):
         width = max(int(lengths.max(initial=0)), 1)
         batch = np.full((len(index), width), self.pad_id, dtype=np.int64)
         fd = self._fd
+        assert fd is not None, "the dataset's file was closed"
         for row, (position, count) in enumerate(zip(self.positions[index].tolist(), lengths.tolist(), strict=True)):
             if count:
                 batch[row, :count] = np.frombuffer(os.pread(fd, 4 * count, position), dtype=np.int32)
@@ -102,6 +88,30 @@ class TokenizedDataset(Dataset):
         if self.has_labels:
             out["labels"] = torch.from_numpy(self._labels[index].astype(np.int64))
         return out
+
+
+def _row_index(mapped: mmap.mmap) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray]:
+    """(has labels, byte position of each row's ids, row lengths, labels) of a mapped IPC file."""
+    buffer = pa.py_buffer(mapped)
+    reader = pa.ipc.open_file(buffer)
+    has_labels = "label" in reader.schema.names
+    positions, lengths, labels = [], [], []
+    for i in range(reader.num_record_batches):
+        batch = reader.get_batch(i)
+        ids = batch.column("ids")
+        offsets = ids.offsets.to_numpy().astype(np.int64)
+        values = ids.values
+        first_byte = values.buffers()[1].address - buffer.address + values.offset * 4
+        positions.append(first_byte + 4 * offsets[:-1])
+        lengths.append(np.diff(offsets).astype(np.int32))
+        if has_labels:
+            labels.append(batch.column("label").to_numpy().astype(np.int32))
+    return (
+        has_labels,
+        np.concatenate(positions) if positions else np.zeros(0, np.int64),
+        np.concatenate(lengths) if lengths else np.zeros(0, np.int32),
+        np.concatenate(labels) if labels else np.zeros(0, np.int32),
+    )
 
 
 class BucketBatchSampler(BatchSampler):
