@@ -19,6 +19,7 @@ from textcls.data.batching import BucketBatchSampler, TokenizedDataset, passthro
 from textcls.data.build import EMPTY_TEXT, Columns, TrainSettings, build_eval_entry, build_train_entry, warn_dropped
 from textcls.data.cache import cache_key, default_cache_dir, get_or_build
 from textcls.data.errors import DataError
+from textcls.data.resumable import ResumableDataLoader, distributed_eval_sampler
 from textcls.data.sources import FORMATS, FileSource, Source, TableSource
 from textcls.data.synthetic import make_demo_splits
 from textcls.data.tokenizer import WordTokenizer
@@ -238,16 +239,20 @@ class TextDataModule(pl.LightningDataModule):
         return self._loader(dataset, batch_sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("validation"), batch_size=self.eval_batch_size)
+        dataset = self._dataset("validation")
+        # Under DDP each rank evaluates a disjoint, unpadded part: every example counted once.
+        return self._loader(dataset, batch_size=self.eval_batch_size, sampler=distributed_eval_sampler(dataset))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("test"), batch_size=self.eval_batch_size)
+        dataset = self._dataset("test")
+        return self._loader(dataset, batch_size=self.eval_batch_size, sampler=distributed_eval_sampler(dataset))
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self._dataset("predict"), batch_size=self.eval_batch_size)
 
     def _loader(self, dataset: TokenizedDataset, **kwargs: Any) -> DataLoader:
-        return DataLoader(
+        # Resumable: a run restored from a mid-epoch checkpoint continues with the next batch of the epoch.
+        return ResumableDataLoader(
             dataset,
             collate_fn=passthrough_collate,
             num_workers=self.num_workers,
