@@ -148,9 +148,14 @@ def _run_dir(config: Namespace, subcommand: str) -> Path:
     there: Lightning writes logs and checkpoints on rank 0 and broadcasts its paths (log_dir, checkpoint dirpath).
     """
     experiment = _experiment_name(config)
-    if _launch_rank() > 0 and not os.environ.get(RUN_DIR_ENV):
-        return Path(config.runs_root) / experiment
-    return new_run_dir(Path(config.runs_root), experiment, subcommand)
+    if _launch_rank() == 0:
+        return new_run_dir(Path(config.runs_root), experiment, subcommand)
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if int(os.environ.get("LOCAL_RANK") or 0) > 0 and inherited:
+        # Started by rank 0's DDP launcher on this node, which exported its directory just before. (Elsewhere the
+        # variable can be stale, e.g. left by an earlier in-process run, so it is not trusted on its own.)
+        return Path(inherited)
+    return Path(config.runs_root) / experiment
 
 
 def _launch_rank() -> int:

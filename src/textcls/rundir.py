@@ -13,8 +13,7 @@ RUN_DIR_ENV = "TEXTCLS_RUN_DIR"
 
 
 def new_run_dir(root: Path, experiment: str, stage: str) -> Path:
-    if int(os.environ.get("LOCAL_RANK", "0")) > 0 and os.environ.get(RUN_DIR_ENV):
-        return Path(os.environ[RUN_DIR_ENV])
+    """Create and export a fresh directory (global rank 0 only; see cli._run_dir for the other ranks)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     suffix = "" if stage == "fit" else f"-{stage}"
     parent = root / experiment
