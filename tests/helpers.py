@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
+
+#: the installed console script, next to the interpreter running the tests (tests run it as a real subprocess)
+TEXTCLS = str(Path(sys.executable).parent / "textcls")
 
 POSITIVE = ["great", "good", "superb", "lovely", "fine"]
 NEGATIVE = ["awful", "bad", "dull", "poor", "boring"]

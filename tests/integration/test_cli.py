@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import labelled_rows, write_rows
+from helpers import TEXTCLS, labelled_rows, write_rows
 
 from textcls.cli import TextclsCLI
 
 ROOT = Path(__file__).resolve().parents[2]
-TEXTCLS = str(Path(sys.executable).parent / "textcls")
 CONFIGS = ["configs/textcnn.yaml", "configs/mlp.yaml"]
 
 

@@ -12,15 +12,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import labelled_rows, write_rows
+from helpers import TEXTCLS, labelled_rows, write_rows
 
 ROOT = Path(__file__).resolve().parents[2]
-TEXTCLS = str(Path(sys.executable).parent / "textcls")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 N_TRAIN, N_VAL, N_TEST = 240, 41, 31  # odd evaluation sets: a padding sampler would repeat an example
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TEXTCLS
 from trained_checkpoints import MODELS, train_checkpoint
 
 from textcls.cli import main
@@ -17,7 +17,6 @@ from textcls.inference import load_classifier
 ort = pytest.importorskip("onnxruntime")
 tokenizers = pytest.importorskip("tokenizers")
 
-TEXTCLS = str(Path(sys.executable).parent / "textcls")
 # Different lengths in one batch, so padding is exercised; "dull" and "" are shorter than TextCNN's widest filter (5).
 TEXTS = [
     "the film was great number3",

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TEXTCLS
 from trained_checkpoints import train_checkpoint
 
 from textcls.data import DataError
 from textcls.inference import load_classifier
 from textcls.module import TextClassifier
 
-TEXTCLS = str(Path(sys.executable).parent / "textcls")
 TEXTS = [
     "the film was great number3",
     "dull",

@@ -10,15 +10,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import labelled_rows, write_rows
+from helpers import TEXTCLS, labelled_rows, write_rows
 
 ROOT = Path(__file__).resolve().parents[2]
-TEXTCLS = str(Path(sys.executable).parent / "textcls")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 # 200 rows at batch 16: 13 steps per epoch, 26 in all; `last` also every 5 steps inside an epoch.

@@ -6,18 +6,16 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import labelled_rows, write_rows
+from helpers import TEXTCLS, labelled_rows, write_rows
 from wandb_reader import read_run, wait_until_finished
 
 pytest.importorskip("wandb")
 
 ROOT = Path(__file__).resolve().parents[2]
-TEXTCLS = str(Path(sys.executable).parent / "textcls")
 DUMMY_KEY = "textclsdummykey" + "0123456789abcdef0123456789"  # 40 characters, the shape of a real key
 QUIET_WANDB = {
     "WANDB_X_DISABLE_UPDATE_CHECK": "true",  # no version check against PyPI

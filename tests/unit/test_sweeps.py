@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import labelled_rows, write_rows
+from helpers import TEXTCLS, labelled_rows, write_rows
 
 from textcls.cli import TextclsCLI
 from textcls.tracking import nest, sweep_distribution, sweep_parameters
@@ -176,7 +176,7 @@ def test_sweep_local_writes_trials_and_a_best_config_that_trains(tmp_path):
 
     fit = subprocess.run(
         [
-            str(Path(sys.executable).parent / "textcls"),
+            TEXTCLS,
             "fit",
             "--config",
             str(out / "best.yaml"),
