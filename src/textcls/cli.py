@@ -118,6 +118,16 @@ class TextclsCLI(LightningCLI):
                     config.trainer.logger.init_args.save_dir = wandb_save_dir(run_dir)
                 config.trainer.logger = [csv_logger, config.trainer.logger]
 
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except DataError:
+            raise
+        except ValueError as err:
+            # A constructor rejected a value from the config or command line (a model's dropout, class_weights of
+            # the wrong length, ...): the user's to fix, so one clear line instead of a traceback.
+            raise DataError(f"invalid configuration: {err}") from err
+
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         trainer = super().instantiate_trainer(**kwargs)
         use_throttled_progress_bar(trainer)

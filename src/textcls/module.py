@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -91,7 +91,7 @@ class TextClassifier(pl.LightningModule):
         model: nn.Module,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = WarmupCosine,
-        lr_scheduler_interval: str = "step",
+        lr_scheduler_interval: Literal["step", "epoch"] = "step",
         lr_scheduler_monitor: str = "val/loss",
         label_smoothing: float = 0.0,
         class_weights: list[float] | None = None,
@@ -99,7 +99,7 @@ class TextClassifier(pl.LightningModule):
         label_names: list[str] | None = None,
         compile: bool = False,
         compile_mode: str | None = None,
-        nonfinite_loss: str = "stop",
+        nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         if not label_names or len(label_names) < 2:

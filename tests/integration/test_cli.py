@@ -161,3 +161,20 @@ def test_bad_input_gives_one_clear_line(tmp_path, make_input, expected):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0] and str(path.name) in errors[0]
     assert not any((tmp_path / "runs").glob("*/*")), "a failed run must not leave a run directory"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (["--model.class_weights", "[1.0]"], "give one weight per class"),
+        (["--model.model.init_args.dropout", "1.5"], "dropout must be in [0, 1)"),
+        (["--model.lr_scheduler_interval", "bogus"], "model.lr_scheduler_interval"),
+    ],
+    ids=["class-weights", "model-dropout", "scheduler-interval"],
+)
+def test_bad_model_settings_give_a_clear_error(tmp_path, data_files, override, expected):
+    result = run_textcls("fit", *_args("configs/textcnn.yaml", tmp_path, data_files), *override)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr
+    assert not any((tmp_path / "runs").glob("*/*")), "a failed run must not leave a run directory"
