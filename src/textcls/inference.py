@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import itertools
 import pickle
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from textcls.data.errors import DataError
-from textcls.data.tokenizer import WordTokenizer
+from textcls.data.tokenizer import SMALL_CALL_TEXTS, WordTokenizer
 
 DATA_STATE_KEY = "TextDataModule"
 DEFAULT_MAX_LENGTH = 256  # the default of TextDataModule.max_length, which checkpoints do not record
@@ -29,13 +28,6 @@ TRUSTED_MODEL_PREFIXES = ("textcls.models.",)
 # Texts are tokenized and length-sorted this many batches at a time: sorting the whole call would hold every token
 # id of a very long list in memory at once, while a few dozen batches already group similar lengths together.
 _BATCHES_PER_CHUNK = 32
-# Small calls of plain ASCII text skip the pyarrow tokenizer: its kernels cost ~10 ms per call whatever the input
-# (the Unicode regex is compiled and the vocabulary hashed on every call), 20-50x the network's own time for one text.
-# On printable ASCII plus tab / newline / CR, `split_words` reduces to this pattern (RE2's \pL\pN\pM_ is [A-Za-z0-9_]
-# there, and both whitespace definitions agree); tests/integration/test_inference.py checks the two paths agree.
-_FAST_PATH_MAX_TEXTS = 64
-_PLAIN_ASCII = re.compile(r"[\t\n\r\x20-\x7e]*")
-_ASCII_TOKEN = re.compile(r"[A-Za-z0-9_]+|[^A-Za-z0-9_\s]+", re.ASCII)
 
 
 class Classifier:
@@ -64,7 +56,6 @@ class Classifier:
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.max_length = max_length
-        self._ids = {token: i for i, token in enumerate(tokenizer.vocab)}
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """Token ids of `texts` as one right-padded int64 batch [len(texts), longest] (at least one column)."""
@@ -73,19 +64,12 @@ class Classifier:
 
     def _token_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """All texts' token ids as one flat int64 array, and each text's offsets into it."""
-        if len(texts) <= _FAST_PATH_MAX_TEXTS and all(isinstance(t, str) and _PLAIN_ASCII.fullmatch(t) for t in texts):
-            return self._ascii_token_ids(texts)
+        if len(texts) <= SMALL_CALL_TEXTS and all(isinstance(t, str) for t in texts):
+            rows = self.tokenizer.encode_texts(texts, self.max_length)  # skips pyarrow's per-call cost when it can
+            offsets = np.zeros(len(rows) + 1, np.int64)
+            np.cumsum([len(r) for r in rows], out=offsets[1:])
+            return np.fromiter(itertools.chain.from_iterable(rows), np.int64, count=int(offsets[-1])), offsets
         return _flatten(self.tokenizer.encode(_as_arrow(texts), self.max_length))
-
-    def _ascii_token_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        unk, rows = self.tokenizer.unk_id, []
-        for text in texts:
-            text = text.lower() if self.tokenizer.lowercase else text
-            words = itertools.islice(_ASCII_TOKEN.finditer(text), self.max_length)
-            rows.append([self._ids.get(m.group(), unk) for m in words])
-        offsets = np.zeros(len(rows) + 1, np.int64)
-        np.cumsum([len(r) for r in rows], out=offsets[1:])
-        return np.fromiter(itertools.chain.from_iterable(rows), np.int64, count=int(offsets[-1])), offsets
 
     def logits(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Raw scores [len(texts), classes] (float32), in input order."""

@@ -57,5 +57,7 @@ def test_ascii_fast_path_matches_tokenizers_too():
     ascii_texts = ["Hello, World!! it's 3.5 stars...", "a\tb\nc  (d) e-f", "  x  "]
     tok = WordTokenizer.train(pa.array(ascii_texts))
     hf = Tokenizer.from_str(tok.to_json())
+    # `encode` is the pyarrow path (its ASCII split kernel); `encode_texts` takes the pure-Python small-call path.
+    assert [hf.encode(t).ids for t in ascii_texts] == tok.encode(pa.array(ascii_texts), max_length=100).to_pylist()
     assert [hf.encode(t).ids for t in ascii_texts] == tok.encode_texts(ascii_texts, max_length=100)
     assert tok.encode_texts(["a b c d e"], max_length=2) == [tok.encode_texts(["a b"], max_length=9)[0]]
