@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from textcls.callbacks import EpochSummary, PredictionWriter
 from textcls.data import DataError, TextDataModule
-from textcls.inference import read_checkpoint
+from textcls.data.checkpoint import read_checkpoint
 from textcls.module import NonFiniteLossError, TextClassifier
 from textcls.reporting import ClassificationReport
 from textcls.rundir import RUN_DIR_ENV, discard_empty_run_dir, new_run_dir

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import pickle
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ import pyarrow as pa
 import torch
 from torch import nn
 
+from textcls.data.checkpoint import DATA_STATE_KEY, read_checkpoint
 from textcls.data.errors import DataError
 from textcls.data.tokenizer import SMALL_CALL_TEXTS, WordTokenizer
 
-DATA_STATE_KEY = "TextDataModule"
 DEFAULT_MAX_LENGTH = 256  # the default of TextDataModule.max_length, which checkpoints do not record
 TRUSTED_MODEL_PREFIXES = ("textcls.models.",)
 # Texts are tokenized and length-sorted this many batches at a time: sorting the whole call would hold every token
@@ -178,39 +177,6 @@ def load_classifier(
     state = checkpoint[DATA_STATE_KEY]
     tokenizer = WordTokenizer.from_json(state["tokenizer"], f"'{path}' (tokenizer)")
     return Classifier(model, tokenizer, state["label_names"], max_length=max_length, device=device)
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's contents, checked to be a textcls checkpoint; any problem is a `DataError` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"checkpoint '{path}' does not exist or is not a file; pass the path of a .ckpt file.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a truncated, foreign or unsafe file
-        message = str(err)
-        if "Unsupported global" in message:
-            reason = "it contains pickled Python objects, which are never loaded, for safety"
-        elif (
-            isinstance(err, (EOFError, pickle.UnpicklingError))
-            or "zip archive" in message
-            or "central directory" in message
-        ):
-            reason = "the file is truncated or not a PyTorch checkpoint"
-        else:
-            reason = f"{type(err).__name__}: {message.strip().splitlines()[0][:120] if message.strip() else ''}"
-        raise DataError(
-            f"'{path}' is not a readable checkpoint ({reason}); pass a complete .ckpt file written by `textcls fit`."
-        ) from None
-    if not isinstance(checkpoint, dict):
-        raise DataError(f"'{path}' is not a textcls checkpoint (it holds a {type(checkpoint).__name__}, not a dict).")
-    missing = [key for key in ("state_dict", "hyper_parameters", DATA_STATE_KEY) if key not in checkpoint]
-    if missing:
-        raise DataError(f"'{path}' is not a textcls checkpoint: it has no {', '.join(map(repr, missing))}.")
-    state = checkpoint[DATA_STATE_KEY]
-    if not isinstance(state, dict) or not isinstance(state.get("tokenizer"), str) or not state.get("label_names"):
-        raise DataError(f"'{path}' is not a textcls checkpoint: {DATA_STATE_KEY!r} lacks the tokenizer or label names.")
-    return checkpoint
 
 
 def build_model(

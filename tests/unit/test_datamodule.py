@@ -99,3 +99,9 @@ def test_blank_texts_are_dropped_with_a_warning_by_default(tmp_path):
     assert len(dm.datasets["train"]) + len(dm.datasets["validation"]) == 20
     with pytest.raises(DataError, match="data row 21: the text is empty"):
         TextDataModule(train_file=train, empty_text="error").setup("fit")
+
+
+def test_checkpoint_key_is_where_lightning_stores_the_datamodule_state():
+    from textcls.data.checkpoint import DATA_STATE_KEY
+
+    assert TextDataModule.__qualname__ == DATA_STATE_KEY

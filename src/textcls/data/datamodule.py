@@ -11,13 +11,13 @@ from typing import Any
 
 import pyarrow as pa
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, SequentialSampler
 
 from textcls.data.batching import BucketBatchSampler, TokenizedDataset, passthrough_collate
 from textcls.data.build import EMPTY_TEXT, Columns, TrainSettings, build_eval_entry, build_train_entry, warn_dropped
 from textcls.data.cache import cache_key, default_cache_dir, get_or_build
+from textcls.data.checkpoint import load_checkpoint_state
 from textcls.data.errors import DataError
 from textcls.data.resumable import ResumableDataLoader, distributed_eval_sampler
 from textcls.data.sources import FORMATS, FileSource, Source, TableSource
@@ -433,17 +433,3 @@ def _digest(text: str) -> str:
 def _check_setting(ok: bool, key: str, value: Any, expected: str) -> None:
     if not ok:
         raise DataError(f"--data.{key} {value!r} is invalid: expected {expected}.")
-
-
-def load_checkpoint_state(path: str | Path) -> dict[str, Any]:
-    """The tokenizer and label names stored in a textcls checkpoint, with a clear error for anything else."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a truncated or foreign file
-        raise DataError(
-            f"'{path}' is not a readable checkpoint ({type(err).__name__}); pass a textcls .ckpt file."
-        ) from None
-    state = checkpoint.get(TextDataModule.__qualname__) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or not {"tokenizer", "label_names"} <= state.keys():
-        raise DataError(f"'{path}' is not a textcls checkpoint (it has no tokenizer and label names).")
-    return state
