@@ -149,6 +149,22 @@ def test_sigkill_then_resume_last_matches_uninterrupted_run(point, tmp_path, dat
         assert (record["rows"], record["lr"], record["loss"]) == (expected["rows"], expected["lr"], expected["loss"])
 
 
+def test_unbucketed_batches_also_resume_mid_epoch_in_order(tmp_path, data):
+    """`--data.bucket false` (plain shuffled batches): the order is seeded per epoch, not drawn from the global RNG."""
+    unbucketed = ("--data.bucket", "false")
+    reference = fit(tmp_path / "ref", data, *unbucketed, *probe("TraceSteps", path=tmp_path / "ref.jsonl"))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    runs = tmp_path / "runs"
+    killed = fit(runs, data, *unbucketed, *probe("KillAt", **KILL_POINTS["mid_epoch"]))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    resumed = fit(runs, data, *unbucketed, "--ckpt_path", "last", *probe("TraceSteps", path=tmp_path / "trace.jsonl"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, steps = trace(tmp_path / "ref.jsonl"), trace(tmp_path / "trace.jsonl")
+    assert min(steps) == 16 and max(steps) == EPOCHS * STEPS_PER_EPOCH
+    assert all(record["rows"] == expected[step]["rows"] for step, record in steps.items())
+    assert_same_training(run_dirs(runs)[1], run_dirs(tmp_path / "ref")[0])
+
+
 @pytest.mark.parametrize("name,status", [("SIGTERM", 143), ("SIGINT", 130)])
 def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(name, status, tmp_path, data, reference):
     runs = tmp_path / "runs"

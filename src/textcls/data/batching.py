@@ -129,6 +129,8 @@ class BucketBatchSampler(BatchSampler):
         lengths: token count per row of the dataset.
         pool_batches: batches per sorting pool; larger pools pad less but mix lengths less within an epoch.
         seed: the shuffling seed (combined with the epoch number).
+        by_length: sort each pool by length; False gives plain shuffled batches from the same seeded order (so a
+            mid-epoch resume finds its place without bucketing too).
     """
 
     def __init__(
@@ -139,11 +141,13 @@ class BucketBatchSampler(BatchSampler):
         lengths: np.ndarray | None = None,
         pool_batches: int = 100,
         seed: int = 0,
+        by_length: bool = True,
     ) -> None:
         super().__init__(sampler, batch_size, drop_last)
         if lengths is None:
             raise ValueError("BucketBatchSampler needs the row lengths")
         self.lengths, self.pool_batches, self.seed = lengths, max(int(pool_batches), 1), seed
+        self.by_length = by_length
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -165,11 +169,12 @@ class BucketBatchSampler(BatchSampler):
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         indices = rng.permutation(self._indices())
-        pool = self.pool_batches * self.batch_size
-        for start in range(0, len(indices), pool):
-            part = indices[start : start + pool]
-            # Stable sort of a random permutation: equal lengths stay in random order.
-            indices[start : start + len(part)] = part[np.argsort(self.lengths[part], kind="stable")]
+        if self.by_length:
+            pool = self.pool_batches * self.batch_size
+            for start in range(0, len(indices), pool):
+                part = indices[start : start + pool]
+                # Stable sort of a random permutation: equal lengths stay in random order.
+                indices[start : start + len(part)] = part[np.argsort(self.lengths[part], kind="stable")]
         starts = np.arange(0, len(indices), self.batch_size)
         if self.drop_last and len(indices) % self.batch_size:
             starts = starts[:-1]

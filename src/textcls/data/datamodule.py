@@ -226,8 +226,8 @@ class TextDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._dataset("train")
-        if not self.bucket:
-            return self._loader(dataset, batch_size=self.batch_size, shuffle=True)
+        # Also without bucketing, the order is a function of (seed, epoch) rather than of the global RNG (a plain
+        # shuffle=True draws from it), so a mid-epoch resume continues with the right batch either way.
         sampler = BucketBatchSampler(
             SequentialSampler(dataset),
             batch_size=self.batch_size,
@@ -235,6 +235,7 @@ class TextDataModule(pl.LightningDataModule):
             lengths=dataset.lengths,
             pool_batches=self.bucket_pool_batches,
             seed=int(os.environ.get("PL_GLOBAL_SEED", self.split_seed)),
+            by_length=self.bucket,
         )
         return self._loader(dataset, batch_sampler=sampler)
 
