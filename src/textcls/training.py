@@ -309,12 +309,18 @@ def newest_last_checkpoint(runs_root: Path, experiment: str) -> Path | None:
     """The most recently written `last.ckpt` under runs/<experiment>/<run>/checkpoints/ that is complete.
 
     A checkpoint is complete when torch can read it (`weights_only=True`); a partly written one from a crash is
-    skipped with a message, and the next newest is taken.
+    skipped with a message, and the next newest is taken. DeepSpeed writes `last.ckpt` as a directory; it counts as
+    complete once DeepSpeed's `latest` file names a tag folder that holds the model states (written last).
     """
     candidates = sorted(
         (runs_root / experiment).glob("*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True
     )
     for path in candidates:
+        if path.is_dir():
+            if _complete_deepspeed_checkpoint(path):
+                return path
+            rank_zero_info(f"skipping incomplete DeepSpeed checkpoint directory {path}")
+            continue
         try:
             torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as err:  # torch raises many types for a truncated file
@@ -322,6 +328,14 @@ def newest_last_checkpoint(runs_root: Path, experiment: str) -> Path | None:
             continue
         return path
     return None
+
+
+def _complete_deepspeed_checkpoint(path: Path) -> bool:
+    latest = path / "latest"
+    if not latest.is_file():
+        return False
+    tag = latest.read_text(encoding="utf-8").strip()
+    return bool(tag) and any((path / tag).glob("*model_states.pt"))
 
 
 class FaultTolerance(TrainingRNG, ResumeDataPosition, GracefulInterrupt):

@@ -57,6 +57,24 @@ def test_newest_complete_last_checkpoint_skips_a_truncated_one(tmp_path):
     assert newest_last_checkpoint(tmp_path, "nothing") is None
 
 
+def test_newest_last_checkpoint_takes_a_complete_deepspeed_directory(tmp_path):
+    """DeepSpeed (CUDA only, so not run here) saves `last.ckpt` as a directory: <tag>/*model_states.pt first, then a
+    `latest` file naming the tag. This layout is written by hand, as DeepSpeed writes it."""
+    older = tmp_path / "textcnn" / "20260101-000000" / "checkpoints" / "last.ckpt"
+    complete = tmp_path / "textcnn" / "20260101-000001" / "checkpoints" / "last.ckpt"
+    half_written = tmp_path / "textcnn" / "20260101-000002" / "checkpoints" / "last.ckpt"
+    older.parent.mkdir(parents=True)
+    torch.save({"step": 1}, older)
+    for directory in (complete, half_written):
+        (directory / "checkpoint").mkdir(parents=True)
+        torch.save({"step": 2}, directory / "checkpoint" / "mp_rank_00_model_states.pt")
+    (complete / "latest").write_text("checkpoint")  # the half-written one never got its `latest` file
+    now = time.time()
+    for age, path in ((30, older), (20, complete), (10, half_written)):
+        os.utime(path, (now - age, now - age))
+    assert newest_last_checkpoint(tmp_path, "textcnn") == complete
+
+
 def test_rng_state_survives_a_weights_only_checkpoint(tmp_path):
     torch.manual_seed(1), np.random.seed(2), random.seed(3)
     callback = TrainingRNG()
