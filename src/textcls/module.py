@@ -56,6 +56,17 @@ class TrainStats:
     def state_dict(self) -> dict[str, torch.Tensor | None]:
         return {"confusion": self.confusion, "loss_sum": self.loss_sum}
 
+    def summed_state_dict(self, strategy: Any) -> dict[str, torch.Tensor | None]:
+        """The state summed over the DDP ranks (a collective: every rank calls it, as every rank saves together).
+        Restored into one rank with the others empty, it counts every rank's batches once."""
+        if strategy.world_size < 2:
+            return self.state_dict()
+        device = strategy.root_device
+        confusion = self.confusion if self.confusion is not None else torch.zeros(self.num_classes**2, device=device)
+        loss_sum = self.loss_sum if self.loss_sum is not None else torch.zeros(2, device=device)
+        totals = strategy.reduce(torch.cat([confusion.double(), loss_sum.double()]), reduce_op="sum")
+        return {"confusion": totals[: self.num_classes**2].clone(), "loss_sum": totals[self.num_classes**2 :].clone()}
+
     def load_state_dict(self, state: dict[str, torch.Tensor | None]) -> None:
         self.confusion, self.loss_sum = state["confusion"], state["loss_sum"]
 
@@ -234,10 +245,10 @@ class TextClassifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The epoch's running training metrics, so a run resumed mid-epoch reports what an uninterrupted one does.
-        checkpoint["train_stats"] = self.train_stats.state_dict()
+        checkpoint["train_stats"] = self.train_stats.summed_state_dict(self.trainer.strategy)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Under DDP the file holds rank 0's part; only rank 0 takes it back, so nothing is counted twice.
+        # Under DDP the file holds the sum over the ranks; only rank 0 takes it back, so nothing is counted twice.
         if "train_stats" in checkpoint and self.global_rank == 0:
             self.train_stats.load_state_dict(checkpoint["train_stats"])
 

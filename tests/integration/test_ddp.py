@@ -203,3 +203,49 @@ def test_two_nodes_on_loopback_write_logs_checkpoints_and_predictions_once(tmp_p
     with files[0].open() as handle:
         ids = [int(row["id"]) for row in csv.DictReader(handle)]
     assert sorted(ids) == list(range(N_TEST))
+
+
+def epoch_train_metrics(run: Path) -> dict[str, float]:
+    """The last epoch's train/acc, train/f1 and train/loss_epoch."""
+    keys = ("train/acc", "train/f1", "train/loss_epoch")
+    out: dict[str, float] = {}
+    with (run / "metrics.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            out.update({k: float(v) for k, v in row.items() if v and k in keys})
+    return out
+
+
+def test_ddp_resume_mid_epoch_counts_every_rank_s_batches_of_that_epoch(tmp_path, data):
+    """Killed mid-epoch, the checkpoint holds the running training metrics summed over both ranks, so the resumed
+    epoch reports what an uninterrupted 2-process run reports (rank 0's share alone would undercount)."""
+    preset = ["--config", str(ROOT / "configs/trainer/ddp_cpu.yaml")]
+    common = [
+        "--trainer.max_epochs",
+        "2",
+        "--data.batch_size",
+        "8",  # 240 rows / 2 ranks / 8: 15 steps per epoch
+        "--trainer.deterministic",
+        "true",
+        "--test_after_fit",
+        "false",
+        "--checkpoint.last_every_n_train_steps",
+        "5",
+    ]
+    finish(start([*fit_args(tmp_path / "ref", data, *common), *preset]))
+    runs = tmp_path / "runs"
+    kill = ["--trainer.callbacks+=training_probes.KillAt", "--trainer.callbacks.phase", "train"]
+    killed = start([*fit_args(runs, data, *common, *kill, "--trainer.callbacks.step", "22"), *preset])
+    try:
+        killed.communicate(timeout=240)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(killed.pid, signal.SIGKILL)
+    [first] = run_dirs(runs)
+    assert torch.load(first / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 20  # 5 batches into epoch 1
+    finish(start([*fit_args(runs, data, *common, "--ckpt_path", "last"), *preset]))
+
+    [reference], (_, resumed) = run_dirs(tmp_path / "ref"), run_dirs(runs)
+    want, got = epoch_train_metrics(reference), epoch_train_metrics(resumed)
+    assert set(got) == {"train/acc", "train/f1", "train/loss_epoch"}
+    assert got["train/acc"] == want["train/acc"] and got["train/f1"] == want["train/f1"]
+    assert got["train/loss_epoch"] == pytest.approx(want["train/loss_epoch"], rel=1e-6)
