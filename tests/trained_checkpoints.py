@@ -15,8 +15,8 @@ MODELS = {
 }
 
 
-def train_checkpoint(workdir: Path, name: str) -> Path:
-    """Fit `name` for one epoch on a small generated file; the path of its best.ckpt."""
+def train_checkpoint(workdir: Path, name: str, *more: str) -> Path:
+    """Fit `name` for one epoch on a small generated file (`more`: extra CLI arguments); the path of its best.ckpt."""
     from textcls.cli import TextclsCLI
 
     config, extra = MODELS[name]
@@ -32,6 +32,7 @@ def train_checkpoint(workdir: Path, name: str) -> Path:
             "--trainer.enable_model_summary", "false",
             "--test_after_fit", "false",
             *extra,
+            *more,
         ]
     )  # fmt: skip
     return Path(cli.trainer.default_root_dir) / "checkpoints" / "best.ckpt"

@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from textcls.callbacks import EpochSummary, PredictionWriter
 from textcls.data import DataError, TextDataModule
-from textcls.data.checkpoint import read_checkpoint
+from textcls.data.checkpoint import DATA_STATE_KEY, read_checkpoint
 from textcls.module import NonFiniteLossError, TextClassifier
 from textcls.reporting import ClassificationReport
 from textcls.rundir import RUN_DIR_ENV, discard_empty_run_dir, new_run_dir
@@ -133,6 +133,11 @@ class TextclsCLI(LightningCLI):
         use_throttled_progress_bar(trainer)
         return trainer
 
+    def before_fit(self) -> None:
+        # Lightning tells the model that fit resumes from a checkpoint only after `setup`, where the pretrained word
+        # vectors are read; a resumed run must not read them (the checkpoint has the weights, the file may be gone).
+        self.model.resuming_fit = bool(self.config.fit.get("ckpt_path"))
+
     def after_fit(self) -> None:
         trainer = self.trainer
         if self.config.fit.test_after_fit and _has_test_data(self.datamodule):
@@ -191,7 +196,10 @@ def _with_checkpoint_defaults(argv: list[str]) -> list[str]:
         return argv
     hparams = checkpoint["hyper_parameters"]
     model = {k: v for k, v in hparams.items() if not k.startswith("_")}
-    defaults = {"model": model, "data": {"tokenizer_file": str(path)}}
+    data: dict[str, Any] = {"tokenizer_file": str(path)}
+    if "max_length" in checkpoint[DATA_STATE_KEY]:
+        data["max_length"] = checkpoint[DATA_STATE_KEY]["max_length"]  # truncate as training did
+    defaults = {"model": model, "data": data}
     position = argv.index(subcommand) + 1
     return [*argv[:position], "--config", yaml.safe_dump(defaults), *argv[position:]]
 

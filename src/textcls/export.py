@@ -21,7 +21,7 @@ from rich.console import Console
 from torch import nn
 
 from textcls.data.errors import DataError
-from textcls.inference import DEFAULT_MAX_LENGTH, Classifier, load_classifier
+from textcls.inference import Classifier, load_classifier
 
 console = Console(highlight=False)
 ONNX_INPUT, ONNX_OUTPUT = "input_ids", "logits"
@@ -51,7 +51,7 @@ def export(
     ckpt_path: str,
     output: str,
     format: Literal["onnx"] = "onnx",
-    max_length: int = DEFAULT_MAX_LENGTH,
+    max_length: int | None = None,
     opset: int | None = None,
     check: bool = True,
 ) -> Path:
@@ -61,7 +61,8 @@ def export(
         ckpt_path: the .ckpt file written by `textcls fit`.
         output: directory to write into (created if missing; files of an earlier export there are replaced).
         format: export format; only "onnx".
-        max_length: truncation length written into tokenizer.json; use the `--data.max_length` of training.
+        max_length: truncation length written into tokenizer.json; unset takes the training `--data.max_length`
+            recorded in the checkpoint.
         opset: ONNX opset version; unset uses the exporter's default.
         check: run the exported model in ONNX Runtime and compare its logits with PyTorch's before finishing.
     """

@@ -22,7 +22,7 @@ from textcls.data.checkpoint import DATA_STATE_KEY, read_checkpoint
 from textcls.data.errors import DataError
 from textcls.data.tokenizer import SMALL_CALL_TEXTS, WordTokenizer
 
-DEFAULT_MAX_LENGTH = 256  # the default of TextDataModule.max_length, which checkpoints do not record
+DEFAULT_MAX_LENGTH = 256  # the default of TextDataModule.max_length, for checkpoints written before it was recorded
 TRUSTED_MODEL_PREFIXES = ("textcls.models.",)
 # Texts are tokenized and length-sorted this many batches at a time: sorting the whole call would hold every token
 # id of a very long list in memory at once, while a few dozen batches already group similar lengths together.
@@ -159,7 +159,7 @@ def _pad(flat: np.ndarray, offsets: np.ndarray, rows: np.ndarray, pad_id: int) -
 def load_classifier(
     path: str | Path,
     device: str | torch.device = "cpu",
-    max_length: int = DEFAULT_MAX_LENGTH,
+    max_length: int | None = None,
     trusted_model_prefixes: Sequence[str] = TRUSTED_MODEL_PREFIXES,
 ) -> Classifier:
     """Load a textcls checkpoint for prediction, with `torch.load(weights_only=True)` only.
@@ -167,8 +167,8 @@ def load_classifier(
     Args:
         path: a `.ckpt` file written by `textcls fit`.
         device: where the network runs, e.g. "cpu", "cuda" or "cuda:1".
-        max_length: texts are truncated to this many tokens; checkpoints do not record the training
-            `--data.max_length`, so pass it when training used another value than 256.
+        max_length: texts are truncated to this many tokens; unset takes the training `--data.max_length` recorded
+            in the checkpoint (256 for checkpoints older than that record).
         trusted_model_prefixes: module prefixes from which the network's class may be imported; the class path is
             read from the checkpoint, so only code you trust belongs here.
     """
@@ -176,7 +176,14 @@ def load_classifier(
     model = build_model(checkpoint, path, trusted_model_prefixes)
     state = checkpoint[DATA_STATE_KEY]
     tokenizer = WordTokenizer.from_json(state["tokenizer"], f"'{path}' (tokenizer)")
+    if max_length is None:
+        max_length = recorded_max_length(checkpoint)
     return Classifier(model, tokenizer, state["label_names"], max_length=max_length, device=device)
+
+
+def recorded_max_length(checkpoint: dict[str, Any]) -> int:
+    """The `--data.max_length` the checkpoint was trained with (the default for checkpoints that predate it)."""
+    return int(checkpoint[DATA_STATE_KEY].get("max_length") or DEFAULT_MAX_LENGTH)
 
 
 def build_model(

@@ -211,8 +211,7 @@ def test_predict_command_handles_blank_and_huge_lines_like_the_api(checkpoints, 
     texts.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = _run("predict", "--ckpt_path", str(checkpoints["textcnn"]), "--data.predict_file", str(texts),
                   "--runs_root", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
-    if result.returncode != 0:
-        pytest.xfail(f"data layer: a .txt predict file with blank or 1 MB lines fails: {result.stderr[-300:]}")
+    assert result.returncode == 0, result.stderr[-2000:]
     rows = list(csv.DictReader(next((tmp_path / "runs").glob("*/*-predict/predictions.csv")).open()))
     clf = load_classifier(checkpoints["textcnn"])
     assert [int(r["id"]) for r in rows] == list(range(len(lines)))
@@ -306,3 +305,19 @@ def test_ddp_predict_writes_one_file_in_input_order_with_top_k(checkpoints, tmp_
         assert (row["label"], row["label_2"]) == (first, second)
         assert float(row["probability"]) == pytest.approx(p1, abs=1e-5)
         assert float(row["probability_2"]) == pytest.approx(p2, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_the_training_max_length_travels_with_the_checkpoint(tmp_path):
+    """Prediction truncates as training did without being told: the API, `textcls predict` and export read the
+    `--data.max_length` recorded in the checkpoint; an explicit value still wins."""
+    path = train_checkpoint(tmp_path, "mlp", "--data.max_length", "9")
+    assert load_classifier(path).max_length == 9
+    assert load_classifier(path, max_length=20).max_length == 20
+    assert load_classifier(path).encode(["a b c d e f g h i j k l"]).shape == (1, 9)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a great film\n", encoding="utf-8")
+    args = ["predict", "--ckpt_path", str(path), "--data.predict_file", str(texts), "--print_config"]
+    result = _run(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "max_length: 9" in result.stdout

@@ -215,8 +215,13 @@ class TextDataModule(pl.LightningDataModule):
             self._dataset(split)
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain data only, so the checkpoint loads with `torch.load(weights_only=True)`."""
-        return {"tokenizer": self.tokenizer.to_json(), "label_names": list(self.label_names)}
+        """Plain data only, so the checkpoint loads with `torch.load(weights_only=True)`. `max_length` lets
+        prediction and export truncate texts as training did."""
+        return {
+            "tokenizer": self.tokenizer.to_json(),
+            "label_names": list(self.label_names),
+            "max_length": self.max_length,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         vocabulary = (WordTokenizer.from_json(state_dict["tokenizer"]), list(state_dict["label_names"]))
