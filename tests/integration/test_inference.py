@@ -321,3 +321,13 @@ def test_the_training_max_length_travels_with_the_checkpoint(tmp_path):
     result = _run(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "max_length: 9" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_label_order_other_than_the_checkpoint_s_is_refused(checkpoints):
+    from textcls.data import TextDataModule
+
+    names = load_classifier(checkpoints["mlp"]).label_names
+    assert TextDataModule(tokenizer_file=str(checkpoints["mlp"]), label_order=names).label_names == names
+    with pytest.raises(DataError, match=r"differs from the label order of --data\.tokenizer_file"):
+        _ = TextDataModule(tokenizer_file=str(checkpoints["mlp"]), label_order=names[::-1]).label_names

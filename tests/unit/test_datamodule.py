@@ -105,3 +105,31 @@ def test_checkpoint_key_is_where_lightning_stores_the_datamodule_state():
     from textcls.data.checkpoint import DATA_STATE_KEY
 
     assert TextDataModule.__qualname__ == DATA_STATE_KEY
+
+
+def test_label_order_sets_the_class_indices(tmp_path):
+    # 50 positive, 30 negative, 10 neutral rows: the class counts show which index each label got
+    labels = ["positive"] * 50 + ["negative"] * 30 + ["neutral"] * 10
+    train = str(write_rows(tmp_path / "t.csv", [{"text": f"text {i}", "label": x} for i, x in enumerate(labels)]))
+    default = TextDataModule(train_file=train, cache_dir=str(tmp_path / "c"))
+    assert default.label_names == ["negative", "neutral", "positive"]
+    ordered = TextDataModule(
+        train_file=train, cache_dir=str(tmp_path / "c"), label_order=["positive", "neutral", "negative"]
+    )
+    assert ordered.label_names == ["positive", "neutral", "negative"]
+    ordered.setup("fit")
+    codes = np.concatenate([batch["labels"].numpy() for batch in ordered.train_dataloader()])
+    assert np.bincount(codes).tolist() == [45, 9, 27]  # 90% of each class, in the given order
+
+
+@pytest.mark.parametrize(
+    ("order", "message"),
+    [
+        (["negative", "positive"], "label\\(s\\) 'neutral' are missing from the given label order"),
+        (["negative", "negative", "positive"], "--data.label_order"),
+    ],
+)
+def test_label_order_must_name_every_training_label_once(tmp_path, order, message):
+    rows = [{"text": f"text {i}", "label": ["neutral", "negative", "positive"][i % 3]} for i in range(90)]
+    with pytest.raises(DataError, match=message):
+        _ = TextDataModule(train_file=str(write_rows(tmp_path / "t.csv", rows)), label_order=order).num_classes

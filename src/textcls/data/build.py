@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from textcls.data.errors import DataError
 from textcls.data.labels import keep_at_most, label_order, stratified_val_mask
@@ -122,6 +122,20 @@ def codes_for(scan_result: Scan, names: list[str], source: Source) -> np.ndarray
     return lookup[codes] if len(lookup) else codes
 
 
+def _check_given_order(scan_result: Scan, names: list[str], source: Source) -> None:
+    """A given label order (--data.label_order, or a checkpoint's labels) must name every training label."""
+    missing = [label for label in scan_result.seen if label not in names]
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise DataError(
+            f"{source.name}: label(s) {shown} are missing from the given label order ({', '.join(names[:20])}); "
+            "list every class in --data.label_order (a checkpoint's order cannot grow)."
+        )
+    unused = [name for name in names if name not in scan_result.seen]
+    if unused:
+        rank_zero_warn(f"{source.name}: no training example of label(s) {', '.join(map(repr, unused))}.")
+
+
 def warn_dropped(source_name: str, dropped: int) -> str | None:
     if dropped:
         return f"{source_name}: dropped {dropped} row(s) whose text is empty (--data.empty_text error fails instead)."
@@ -156,6 +170,8 @@ def build_train_entry(
     counter = VocabCounter(settings.lowercase) if single_pass else None
     rank_zero_info(f"Reading {source.name} ...")
     found = scan(source, settings.columns, settings.empty_text, counter)
+    if label_names:
+        _check_given_order(found, label_names, source)
     names = label_names or label_order(pa.array(list(found.seen), pa.string()))
     codes = codes_for(found, names, source)
     found.code_parts.clear()  # `codes` holds them now; at 10 M rows each copy is 40 MB

@@ -52,6 +52,9 @@ class TextDataModule(pl.LightningDataModule):
             .txt predict file is always one text per line).
         text_column: column holding the text; a list of columns is joined with spaces.
         label_column: column holding the label (strings or integers).
+        label_order: the classes in the order of the model's outputs (and of confusion matrices and per-class
+            tables), e.g. [negative, neutral, positive]; it must name every training label. Unset: numeric order
+            when every label is an integer, else alphabetical.
         empty_text: rows whose text is empty or blank: "drop" them with a warning, or "error".
         max_train_samples: train on a seeded random subset of at most this many rows (quick runs).
         max_eval_samples: validate and test on a seeded random subset of at most this many rows.
@@ -86,6 +89,7 @@ class TextDataModule(pl.LightningDataModule):
         format: str | None = None,
         text_column: str | list[str] = "text",
         label_column: str = "label",
+        label_order: list[str] | None = None,
         empty_text: str = "drop",
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
@@ -116,6 +120,12 @@ class TextDataModule(pl.LightningDataModule):
         for key, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples)):
             _check_setting(value is None or value > 0, key, value, "a positive number of rows")
         _check_setting(format is None or format in FORMATS, "format", format, f"one of {', '.join(FORMATS)}")
+        _check_setting(
+            label_order is None or (len(label_order) >= 2 and len(set(label_order)) == len(label_order)),
+            "label_order",
+            label_order,
+            "two or more distinct label names",
+        )
         _check_setting(bucket_pool_batches > 0, "bucket_pool_batches", bucket_pool_batches, "a positive integer")
         if dataset is not None and train_file:
             raise DataError(f"--data.dataset {dataset} and --data.train_file exclude each other; give one of them.")
@@ -131,6 +141,7 @@ class TextDataModule(pl.LightningDataModule):
         self.format = format
         self.text_columns = [text_column] if isinstance(text_column, str) else list(text_column)
         self.label_column, self.empty_text = label_column, empty_text
+        self.label_order = [str(name) for name in label_order] if label_order is not None else None
         self.max_train_samples, self.max_eval_samples = max_train_samples, max_eval_samples
         self.val_fraction, self.split_seed = val_fraction, split_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or 2 * batch_size
@@ -179,10 +190,16 @@ class TextDataModule(pl.LightningDataModule):
     def _load_vocabulary(self) -> tuple[WordTokenizer, list[str]]:
         if self._vocabulary is None:
             tokenizer, names = self._read_vocabulary_file() if self.tokenizer_file else (None, [])
+            if names and self.label_order is not None and names != self.label_order:
+                raise DataError(
+                    f"--data.label_order {self.label_order} differs from the label order of "
+                    f"--data.tokenizer_file {self.tokenizer_file} ({names}); a trained model's outputs keep the "
+                    "order it was trained with, so drop --data.label_order."
+                )
             if tokenizer is not None and names:
                 self._vocabulary = (tokenizer, names)
             else:
-                entry = self._train_entry(tokenizer, names)
+                entry = self._train_entry(tokenizer, names or self.label_order or [])
                 self._vocab_entry = entry
                 self._vocabulary = (
                     WordTokenizer.from_json((entry / "tokenizer.json").read_text(encoding="utf-8")),
