@@ -61,3 +61,35 @@ def test_ascii_fast_path_matches_tokenizers_too():
     assert [hf.encode(t).ids for t in ascii_texts] == tok.encode(pa.array(ascii_texts), max_length=100).to_pylist()
     assert [hf.encode(t).ids for t in ascii_texts] == tok.encode_texts(ascii_texts, max_length=100)
     assert tok.encode_texts(["a b c d e"], max_length=2) == [tok.encode_texts(["a b"], max_length=9)[0]]
+
+
+@pytest.mark.parametrize("max_length", [3, 256])
+def test_small_calls_of_any_text_give_the_ids_of_the_batch_path(max_length):
+    """`encode_texts` (prediction: a few texts per call) takes shortcuts past pyarrow's per-call costs; on any text,
+    ASCII or not, it must give exactly the ids of `encode`."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    pieces = [
+        "Café",
+        "naïve",
+        "İstanbul",
+        "ÉCOLE",
+        "x\u00a0y",
+        "日本語",
+        "e\u0301",
+        "½",
+        "—",
+        "…",
+        "ß",
+        "film",
+        " ",
+        "!",
+    ]
+    pieces += ["great", "DULL", "'", "..", "\t", "_", "2"]
+    texts = ["", " ", "\u00a0", *("".join(rng.choice(pieces, size=rng.integers(0, 25))) for _ in range(400))]
+    tokenizer = WordTokenizer.train(pa.array(texts[::2]), min_freq=1)
+    for start in range(0, len(texts), 40):
+        batch = texts[start : start + 40]
+        assert tokenizer.encode_texts(batch, max_length) == tokenizer.encode(pa.array(batch), max_length).to_pylist()
+    assert any(tokenizer.unk_id < i for row in tokenizer.encode_texts(texts[:40], max_length) for i in row)

@@ -85,8 +85,9 @@ def split_words(texts: pa.Array, lowercase: bool = True) -> pa.ListArray:
 
 # Small calls of plain ASCII text skip the pyarrow kernels, whose fixed cost per call (measured at a 50k vocabulary:
 # 4 ms for one short text, 1.8 ms of it `index_in` hashing the vocabulary again) is 20-50x a network's time for one
-# text. On printable ASCII plus tab / newline / CR, `split_words` reduces to this pattern (RE2's \pL\pN\pM_ is
-# [A-Za-z0-9_] there, and both whitespace definitions agree); tests/integration/test_inference.py checks both paths.
+# text; small calls of other text skip `index_in` only. On printable ASCII plus tab / newline / CR, `split_words`
+# reduces to this pattern (RE2's \pL\pN\pM_ is [A-Za-z0-9_] there, and both whitespace definitions agree);
+# tests/unit/test_tokenizer.py checks that every small-call path gives the ids of `encode`.
 SMALL_CALL_TEXTS = 64
 _PLAIN_ASCII = re.compile(r"[\t\n\r\x20-\x7e]*")
 _ASCII_TOKEN = re.compile(r"[A-Za-z0-9_]+|[^A-Za-z0-9_\s]+", re.ASCII)
@@ -147,9 +148,14 @@ class WordTokenizer:
 
     def encode_texts(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         """Token ids of a handful of Python strings (prediction); same ids as `encode`."""
-        if len(texts) <= SMALL_CALL_TEXTS and all(_PLAIN_ASCII.fullmatch(t) for t in texts):
+        if len(texts) > SMALL_CALL_TEXTS:
+            return self.encode(pa.array(texts, pa.string()), max_length).to_pylist()
+        if all(_PLAIN_ASCII.fullmatch(t) for t in texts):
             return [self._ascii_ids(text, max_length) for text in texts]
-        return self.encode(pa.array(texts, pa.string()), max_length).to_pylist()
+        # Other text keeps pyarrow's splitting (Unicode classes) but looks the few words up in a dict: `index_in`
+        # would hash the whole vocabulary again for them.
+        words = split_words(pa.array(texts, pa.string()), self.lowercase).to_pylist()
+        return [[self._ids.get(word, self.unk_id) for word in row[:max_length]] for row in words]
 
     @cached_property
     def _ids(self) -> dict[str, int]:
