@@ -134,9 +134,7 @@ class TextclsCLI(LightningCLI):
         return trainer
 
     def before_fit(self) -> None:
-        # Lightning tells the model that fit resumes from a checkpoint only after `setup`, where the pretrained word
-        # vectors are read; a resumed run must not read them (the checkpoint has the weights, the file may be gone).
-        self.model.resuming_fit = bool(self.config.fit.get("ckpt_path"))
+        self.model.prepare_fit(resuming=bool(self.config.fit.get("ckpt_path")))  # pretrained vectors: read them or not
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -263,6 +261,9 @@ def _print_run_summary(trainer: Any) -> None:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the `textcls` console script."""
+    # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates, once per run; nothing a user can act
+    # on, so it is not printed into every run's output.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     argv = list(sys.argv[1:] if args is None else args)
     try:
         if argv[:1] == ["export"]:
