@@ -10,11 +10,14 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from textcls.data.errors import DataError
+from textcls.embeddings import check_vectors_file, load_pretrained
 from textcls.optim import WarmupCosine, build_optimizer, keyword_unset, parameter_groups
 
 
@@ -95,6 +98,11 @@ class TextClassifier(pl.LightningModule):
         nonfinite_loss: what a NaN/inf training loss does: "stop" ends the run with a message naming the step and the
             batch, before the bad update (the last checkpoint stays good); "skip" skips that batch's update and counts
             it in `train/skipped_batches`.
+        pretrained_embeddings: word-vector file (word2vec / GloVe / fastText `.vec` text, optionally gzipped) whose
+            vectors initialise the network's `embedding` at the start of a fresh fit; words missing from it keep a
+            random vector. Never read when resuming, validating, testing or predicting (the checkpoint has the weights).
+        freeze_embeddings: keep the network's `embedding` fixed during training (Kim's CNN-static); false fine-tunes
+            it (CNN-non-static).
     """
 
     def __init__(
@@ -111,6 +119,8 @@ class TextClassifier(pl.LightningModule):
         compile: bool = False,
         compile_mode: str | None = None,
         nonfinite_loss: Literal["stop", "skip"] = "stop",
+        pretrained_embeddings: str | None = None,
+        freeze_embeddings: bool = False,
     ) -> None:
         super().__init__()
         if not label_names or len(label_names) < 2:
@@ -124,6 +134,13 @@ class TextClassifier(pl.LightningModule):
             raise ValueError(f"--model.lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}.")
         if nonfinite_loss not in ("stop", "skip"):
             raise ValueError(f"--model.nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}.")
+        embedding = getattr(model, "embedding", None)
+        if (pretrained_embeddings or freeze_embeddings) and not isinstance(embedding, nn.Embedding):
+            option = "pretrained_embeddings" if pretrained_embeddings else "freeze_embeddings"
+            raise ValueError(
+                f"--model.{option} needs a network with an `embedding` (nn.Embedding) over the vocabulary; "
+                f"{type(model).__name__} has none."
+            )
         with warnings.catch_warnings():
             # The warning suggests ignore=["model"], which would also drop the model's config that the CLI records
             # (the checkpoint then could not rebuild the network); the object itself is removed just below instead.
@@ -145,6 +162,8 @@ class TextClassifier(pl.LightningModule):
         self.compile_network, self.compile_mode = compile, compile_mode
         self.nonfinite_loss = nonfinite_loss
         self.skipped_batches = 0
+        self.pretrained_embeddings, self.freeze_embeddings = pretrained_embeddings, freeze_embeddings
+        self.resuming_fit = False  # see prepare_fit
         self.class_weights: torch.Tensor | None
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.register_buffer("class_weights", weights, persistent=False)
@@ -166,6 +185,48 @@ class TextClassifier(pl.LightningModule):
         # different numbers of examples (Lightning's sync_dist would average the ranks' means).
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
+
+    def prepare_fit(self, resuming: bool) -> None:
+        """Called by the CLI before `fit`: whether it resumes from a checkpoint (Lightning tells the module only after
+        `setup`, where the vectors are read; a resumed fit must not read them: the checkpoint has the weights and the
+        file may be gone). A fresh fit checks the vector file's first line now, before the run writes anything."""
+        self.resuming_fit = resuming
+        if self.pretrained_embeddings and not resuming:
+            check_vectors_file(self.pretrained_embeddings, self.model.embedding.embedding_dim)
+
+    def setup(self, stage: str) -> None:
+        if self.freeze_embeddings:  # before configure_optimizers, which leaves frozen parameters out
+            self.model.embedding.weight.requires_grad_(False)
+        if stage == "fit" and self.pretrained_embeddings and not self.resuming_fit and self.trainer.ckpt_path is None:
+            self._load_pretrained_embeddings(str(self.pretrained_embeddings))
+
+    def _load_pretrained_embeddings(self, path: str) -> None:
+        tokenizer = getattr(self.trainer.datamodule, "tokenizer", None)
+        if tokenizer is None or not hasattr(tokenizer, "vocab"):
+            raise DataError("--model.pretrained_embeddings needs a DataModule with a tokenizer vocabulary.")
+
+        reported = [0]
+
+        def progress(fraction: float) -> None:  # a line per tenth of a large file
+            if int(fraction * 10) > reported[0]:
+                reported[0] = int(fraction * 10)
+                rank_zero_info(f"pretrained vectors: {fraction:.0%} of {path} read")
+
+        coverage = load_pretrained(
+            self.model.embedding,
+            path,
+            tokenizer.vocab,
+            lowercase=bool(getattr(tokenizer, "lowercase", False)),
+            skip_ids=[getattr(tokenizer, "unk_id", 1)],
+            progress=progress,
+        )
+        rank_zero_info(coverage.message())
+        if coverage.percent < 50:
+            rank_zero_warn(f"only {coverage.percent:.1f} % of the vocabulary has a pretrained vector in {path}.")
+        for logger in self.loggers:
+            logger.log_hyperparams(
+                {"pretrained_vectors_found": coverage.found, "pretrained_vectors_coverage": round(coverage.percent, 2)}
+            )
 
     def configure_model(self) -> None:
         if self.compile_network and getattr(self.model, "_compiled_call_impl", None) is None:
