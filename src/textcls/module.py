@@ -193,6 +193,8 @@ class TextClassifier(pl.LightningModule):
         self.resuming_fit = resuming
         if self.pretrained_embeddings and not resuming:
             check_vectors_file(self.pretrained_embeddings, self.model.embedding.embedding_dim)
+        elif self.freeze_embeddings and not resuming:
+            rank_zero_warn("--model.freeze_embeddings without --model.pretrained_embeddings: random vectors stay fixed")
 
     def setup(self, stage: str) -> None:
         if self.freeze_embeddings:  # before configure_optimizers, which leaves frozen parameters out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,10 @@ def _error(tmp_path: Path, content: bytes | None, name: str = "v.txt", dim: int 
         load_pretrained(nn.Embedding(len(vocab), dim, padding_idx=0), path, vocab, lowercase=True, skip_ids=[1])
     message = str(info.value)
     assert "\n" not in message
+    if any(part in message for part in ("does not exist", "directory", "-dimensional", "is empty")):
+        # the quick first-line check the CLI makes before a fit starts finds the same problems
+        with pytest.raises(DataError, match="^" + re.escape(message) + "$"):
+            check_vectors_file(path, dim)
     return message
 
 
