@@ -1,5 +1,6 @@
 """Kim (2014) convolutional sentence classifier with padding-aware max-over-time pooling."""
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -21,6 +22,8 @@ class TextCNN(nn.Module):
         num_filters: Number of filters per width; the pooled feature vector has len(kernel_sizes) * num_filters entries.
         dropout: Dropout probability on the pooled features before the output layer.
         embedding_dropout: Dropout probability on the token embeddings before the convolutions.
+        max_norm: Kim's constraint: during training, each class's output weight vector is rescaled to this L2 norm
+            whenever an update takes it beyond (Kim used 3); unset leaves the output layer unconstrained.
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class TextCNN(nn.Module):
         num_filters: int = 100,
         dropout: float = 0.5,
         embedding_dropout: float = 0.0,
+        max_norm: float | None = None,
     ) -> None:
         super().__init__()
         check_shared_args(vocab_size, num_classes, pad_id, embedding_dim, dropout)
@@ -43,8 +47,11 @@ class TextCNN(nn.Module):
             raise ValueError(f"num_filters must be a positive integer, got {num_filters}")
         if not 0.0 <= embedding_dropout < 1.0:
             raise ValueError(f"embedding_dropout must be in [0, 1), got {embedding_dropout}")
+        if max_norm is not None and not (math.isfinite(max_norm) and max_norm > 0):
+            raise ValueError(f"max_norm must be a positive number or unset, got {max_norm}")
 
         self.pad_id = pad_id
+        self.max_norm = max_norm
         self.kernel_sizes = kernel_sizes
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
@@ -71,4 +78,18 @@ class TextCNN(nn.Module):
             valid = positions.unsqueeze(0) <= (lengths - k).clamp(min=0)  # [batch, positions]
             features = features.masked_fill(~valid.unsqueeze(1), float("-inf"))
             pooled.append(features.max(dim=2).values)
+        if self.max_norm is not None and self.training:
+            self._project_output()
         return self.output(self.dropout(torch.cat(pooled, dim=1)))
+
+    def train(self, mode: bool = True) -> "TextCNN":
+        if not mode and self.max_norm is not None and self.training:
+            self._project_output()  # the last update of a training phase, before it is evaluated or saved
+        return super().train(mode)
+
+    @torch.no_grad()
+    def _project_output(self) -> None:
+        # Kim projects after every update. Projecting before each training forward and when training stops gives the
+        # same weights to every forward pass and every checkpoint, without optimizer hooks in the model. A constrained
+        # model's rows already lie within the bound, so evaluating or exporting it never changes its weights.
+        self.output.weight.copy_(torch.renorm(self.output.weight, p=2, dim=0, maxnorm=self.max_norm))

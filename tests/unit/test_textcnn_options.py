@@ -1,0 +1,104 @@
+"""TextCNN's recipe options: Kim's max-norm constraint on the output layer (training only, ONNX-exportable)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from trained_checkpoints import train_checkpoint
+
+from textcls.cli import main
+from textcls.inference import load_classifier
+from textcls.models import TextCNN
+
+VOCAB, CLASSES, PAD = 40, 3, 0
+
+
+def _train(model: TextCNN, steps: int = 30) -> TextCNN:
+    """A few large Adam steps on random data: enough to push unconstrained output rows far beyond norm 1."""
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    x = torch.randint(1, VOCAB, (16, 9))
+    y = torch.randint(0, CLASSES, (16,))
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()  # leaving training projects the last update
+
+
+def _row_norms(model: TextCNN) -> torch.Tensor:
+    return model.output.weight.detach().norm(dim=1)
+
+
+def test_max_norm_bounds_every_output_row_and_only_when_set() -> None:
+    torch.manual_seed(0)
+    free = _train(TextCNN(VOCAB, CLASSES, PAD, embedding_dim=8, num_filters=6))
+    torch.manual_seed(0)
+    bounded = _train(TextCNN(VOCAB, CLASSES, PAD, embedding_dim=8, num_filters=6, max_norm=1.0))
+    assert _row_norms(free).max() > 1.5  # the same training without the constraint does exceed it
+    assert torch.all(_row_norms(bounded) <= 1.0 + 1e-5)
+    # rows are rescaled, not clipped element-wise: at least one row sits on the bound
+    assert math.isclose(_row_norms(bounded).max().item(), 1.0, rel_tol=1e-4)
+
+
+def test_max_norm_leaves_rows_inside_the_bound_and_other_layers_alone() -> None:
+    torch.manual_seed(0)
+    model = TextCNN(VOCAB, CLASSES, PAD, embedding_dim=8, num_filters=6, max_norm=100.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    model(torch.randint(1, VOCAB, (4, 7)))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_evaluation_never_changes_the_weights() -> None:
+    torch.manual_seed(0)
+    model = _train(TextCNN(VOCAB, CLASSES, PAD, embedding_dim=8, num_filters=6, max_norm=0.5))
+    before = model.state_dict()
+    before = {k: v.clone() for k, v in before.items()}
+    with torch.no_grad():
+        model(torch.randint(1, VOCAB, (4, 7)))
+    model.eval()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_training_forward_projects_the_previous_update() -> None:
+    torch.manual_seed(0)
+    model = TextCNN(VOCAB, CLASSES, PAD, embedding_dim=8, num_filters=6, max_norm=0.5).train()
+    with torch.no_grad():
+        model.output.weight.mul_(100.0)  # as a large update would leave it
+    assert _row_norms(model).max() > 0.5
+    model(torch.randint(1, VOCAB, (4, 7)))
+    assert torch.all(_row_norms(model) <= 0.5 + 1e-5)
+
+
+def test_default_is_unconstrained_with_the_same_parameters() -> None:
+    assert TextCNN().max_norm is None
+    assert TextCNN().state_dict().keys() == TextCNN(max_norm=3.0).state_dict().keys()
+
+
+@pytest.mark.parametrize("bad", [0.0, -3.0, math.nan, math.inf])
+def test_bad_max_norm_is_a_value_error(bad: float) -> None:
+    with pytest.raises(ValueError, match="max_norm"):
+        TextCNN(max_norm=bad)
+
+
+@pytest.mark.slow
+def test_max_norm_checkpoint_trains_and_exports_to_onnx(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    ckpt = train_checkpoint(tmp_path, "textcnn", "--model.model.init_args.max_norm", "0.5")
+    clf = load_classifier(ckpt)
+    assert clf.model.max_norm == 0.5
+    assert torch.all(clf.model.output.weight.norm(dim=1) <= 0.5 + 1e-4)
+    out = tmp_path / "export"
+    main(["export", "--ckpt_path", str(ckpt), "--format", "onnx", "--output", str(out)])
+    texts = ["the film was great", "dull", "an awful, boring film from start to end"]
+    ids = clf.encode(texts).numpy().astype(np.int64)
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(["logits"], {"input_ids": ids})[0], clf.logits(texts), atol=1e-4, rtol=0)
