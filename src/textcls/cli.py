@@ -134,7 +134,10 @@ class TextclsCLI(LightningCLI):
         return trainer
 
     def before_fit(self) -> None:
-        self.model.prepare_fit(resuming=bool(self.config.fit.get("ckpt_path")))  # pretrained vectors: read them or not
+        # pretrained vectors: read them or not; sparse gradients: an optimizer and clipping that take them
+        self.model.prepare_fit(
+            resuming=bool(self.config.fit.get("ckpt_path")), gradient_clip_val=self.trainer.gradient_clip_val
+        )
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -277,7 +280,7 @@ def main(args: list[str] | None = None) -> None:
         TextclsCLI(args=args)
     except DataError as err:
         discard_empty_run_dir()
-        err_console.print(f"[bold red]error:[/bold red] {err}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", soft_wrap=True)
         raise SystemExit(2) from None
     except NonFiniteLossError as err:
         err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", soft_wrap=True)

@@ -11,7 +11,7 @@ import gzip
 import io
 import math
 import zlib
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,7 +173,7 @@ def load_pretrained(
     return coverage
 
 
-def _lines(path: Path, progress: Callable[[float], None] | None) -> Iterator[tuple[int, str]]:
+def _lines(path: Path, progress: Callable[[float], None] | None) -> Generator[tuple[int, str], None, None]:
     """(line number, line without its end) for each non-blank line, decoding UTF-8; undecodable bytes never match."""
     if not path.exists():
         raise DataError(f"pretrained vectors file '{path}' does not exist; pass the path of a .vec/.txt(.gz) file.")

@@ -18,7 +18,15 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from textcls.data.errors import DataError
 from textcls.embeddings import check_vectors_file, load_pretrained
-from textcls.optim import WarmupCosine, build_optimizer, keyword_unset, parameter_groups
+from textcls.optim import (
+    WarmupCosine,
+    build_optimizer,
+    check_gradient_clipping,
+    check_sparse_optimizer,
+    has_sparse_groups,
+    keyword_unset,
+    parameter_groups,
+)
 
 
 class TrainStats:
@@ -186,24 +194,37 @@ class TextClassifier(pl.LightningModule):
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
 
-    def prepare_fit(self, resuming: bool) -> None:
+    def prepare_fit(self, resuming: bool, gradient_clip_val: float | None = None) -> None:
         """Called by the CLI before `fit`: whether it resumes from a checkpoint (Lightning tells the module only after
         `setup`, where the vectors are read; a resumed fit must not read them: the checkpoint has the weights and the
-        file may be gone). A fresh fit checks the vector file's first line now, before the run writes anything."""
+        file may be gone). A fresh fit checks the vector file's first line now, and every fit the optimizer's fit with
+        sparse embedding gradients, before the run writes anything."""
         self.resuming_fit = resuming
+        if self.freeze_embeddings:  # as setup does: a frozen table is left out of the optimizer
+            self._embedding().weight.requires_grad_(False)
+        groups = parameter_groups(self.model, decay_embeddings=self.decay_embeddings)
+        if has_sparse_groups(groups):
+            check_gradient_clipping(groups, gradient_clip_val)
+            check_sparse_optimizer(self.optimizer_factory, groups, self.device)
         if self.pretrained_embeddings and not resuming:
-            check_vectors_file(self.pretrained_embeddings, self.model.embedding.embedding_dim)
+            check_vectors_file(self.pretrained_embeddings, self._embedding().embedding_dim)
         elif self.freeze_embeddings and not resuming:
             rank_zero_warn("--model.freeze_embeddings without --model.pretrained_embeddings: random vectors stay fixed")
 
+    def _embedding(self) -> nn.Embedding:
+        """The network's word embedding table (checked to exist in __init__ when an option needs it)."""
+        embedding = self.model.embedding
+        assert isinstance(embedding, nn.Embedding)
+        return embedding
+
     def setup(self, stage: str) -> None:
         if self.freeze_embeddings:  # before configure_optimizers, which leaves frozen parameters out
-            self.model.embedding.weight.requires_grad_(False)
+            self._embedding().weight.requires_grad_(False)
         if stage == "fit" and self.pretrained_embeddings and not self.resuming_fit and self.trainer.ckpt_path is None:
             self._load_pretrained_embeddings(str(self.pretrained_embeddings))
 
     def _load_pretrained_embeddings(self, path: str) -> None:
-        tokenizer = getattr(self.trainer.datamodule, "tokenizer", None)
+        tokenizer = getattr(getattr(self.trainer, "datamodule", None), "tokenizer", None)
         if tokenizer is None or not hasattr(tokenizer, "vocab"):
             raise DataError("--model.pretrained_embeddings needs a DataModule with a tokenizer vocabulary.")
 
@@ -215,7 +236,7 @@ class TextClassifier(pl.LightningModule):
                 rank_zero_info(f"pretrained vectors: {fraction:.0%} of {path} read")
 
         coverage = load_pretrained(
-            self.model.embedding,
+            self._embedding(),
             path,
             tokenizer.vocab,
             lowercase=bool(getattr(tokenizer, "lowercase", False)),

@@ -1,5 +1,7 @@
 """Helpers shared by the models: pooling over the sequence axis that ignores padding, and argument checks."""
 
+import math
+
 import torch
 
 
@@ -15,6 +17,28 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / count
 
 
+def masked_sqrt_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of ``x`` [batch, seq, dim] over the positions where ``mask`` is True, divided by the square root of their
+    number: between mean (every text weighs the same) and sum (long texts dominate). No valid position gives 0."""
+    weights = mask.unsqueeze(-1).to(x.dtype)
+    total = (x * weights).sum(dim=1)
+    return total / weights.sum(dim=1).clamp(min=1.0).sqrt()
+
+
+def dedupe_mask(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """True at the first occurrence in its row of each id of ``ids`` [batch, seq] among the positions where ``mask``
+    is True (False at repeats and at masked positions), so pooling counts every distinct id once."""
+    # masked positions get the largest key: they sort last and never equal a real id
+    keys = torch.where(mask, ids, torch.full_like(ids, torch.iinfo(ids.dtype).max))
+    order = torch.argsort(keys, dim=1, stable=True)
+    ordered = torch.gather(keys, 1, order)
+    first = torch.ones_like(mask)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    first = first & torch.gather(mask, 1, order)
+    # scatter back from sorted order to the original positions
+    return torch.zeros_like(mask).scatter(1, order, first)
+
+
 def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Element-wise max of ``x`` [batch, seq, dim] over positions where ``mask`` [batch, seq] is True.
 
@@ -24,6 +48,19 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     pooled = filled.max(dim=1).values
     has_any = mask.any(dim=1, keepdim=True)
     return torch.where(has_any, pooled, torch.zeros_like(pooled))
+
+
+def init_embedding(table: torch.nn.Embedding, std: float) -> None:
+    """Draw ``table``'s rows from N(0, std^2), keeping its padding row at zero."""
+    with torch.no_grad():
+        table.weight.normal_(0.0, std)
+        if table.padding_idx is not None:
+            table.weight[table.padding_idx].zero_()
+
+
+def check_init_std(embedding_init_std: float) -> None:
+    if not (math.isfinite(embedding_init_std) and embedding_init_std > 0):
+        raise ValueError(f"embedding_init_std must be a positive number, got {embedding_init_std}")
 
 
 def check_shared_args(vocab_size: int, num_classes: int, pad_id: int, embedding_dim: int, dropout: float) -> None:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textcls.models.pooling import check_shared_args
+from textcls.models.pooling import check_init_std, check_shared_args, init_embedding
 
 
 class TextCNN(nn.Module):
@@ -22,6 +22,8 @@ class TextCNN(nn.Module):
         num_filters: Number of filters per width; the pooled feature vector has len(kernel_sizes) * num_filters entries.
         dropout: Dropout probability on the pooled features before the output layer.
         embedding_dropout: Dropout probability on the token embeddings before the convolutions.
+        embedding_init_std: Standard deviation of the embedding table's random initialisation (torch's default is 1;
+            Kim drew unknown words uniformly in [-0.25, 0.25], a std of 0.14).
         max_norm: Kim's constraint: during training, each class's output weight vector is rescaled to this L2 norm
             whenever an update takes it beyond (Kim used 3); unset leaves the output layer unconstrained.
     """
@@ -36,6 +38,7 @@ class TextCNN(nn.Module):
         num_filters: int = 100,
         dropout: float = 0.5,
         embedding_dropout: float = 0.0,
+        embedding_init_std: float = 1.0,
         max_norm: float | None = None,
     ) -> None:
         super().__init__()
@@ -47,6 +50,7 @@ class TextCNN(nn.Module):
             raise ValueError(f"num_filters must be a positive integer, got {num_filters}")
         if not 0.0 <= embedding_dropout < 1.0:
             raise ValueError(f"embedding_dropout must be in [0, 1), got {embedding_dropout}")
+        check_init_std(embedding_init_std)
         if max_norm is not None and not (math.isfinite(max_norm) and max_norm > 0):
             raise ValueError(f"max_norm must be a positive number or unset, got {max_norm}")
 
@@ -54,6 +58,8 @@ class TextCNN(nn.Module):
         self.max_norm = max_norm
         self.kernel_sizes = kernel_sizes
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        if embedding_init_std != 1.0:  # nn.Embedding already drew N(0, 1); the default draws nothing more
+            init_embedding(self.embedding, embedding_init_std)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.convs = nn.ModuleList(nn.Conv1d(embedding_dim, num_filters, k) for k in kernel_sizes)
         self.dropout = nn.Dropout(dropout)
@@ -92,4 +98,5 @@ class TextCNN(nn.Module):
         # Kim projects after every update. Projecting before each training forward and when training stops gives the
         # same weights to every forward pass and every checkpoint, without optimizer hooks in the model. A constrained
         # model's rows already lie within the bound, so evaluating or exporting it never changes its weights.
-        self.output.weight.copy_(torch.renorm(self.output.weight, p=2, dim=0, maxnorm=self.max_norm))
+        if self.max_norm is not None:
+            self.output.weight.copy_(torch.renorm(self.output.weight, p=2, dim=0, maxnorm=self.max_norm))

@@ -1,4 +1,5 @@
-"""TextCNN's recipe options: Kim's max-norm constraint on the output layer (training only, ONNX-exportable)."""
+"""Model recipe options: TextCNN's max-norm constraint on the output layer (training only, ONNX-exportable), and the
+embedding initialisation scale of both models."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from trained_checkpoints import train_checkpoint
 
 from textcls.cli import main
@@ -102,3 +104,26 @@ def test_max_norm_checkpoint_trains_and_exports_to_onnx(tmp_path) -> None:
     ids = clf.encode(texts).numpy().astype(np.int64)
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(["logits"], {"input_ids": ids})[0], clf.logits(texts), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("model_class", ["TextCNN", "MLP"])
+def test_embedding_init_std_sets_the_scale_and_keeps_padding_zero(model_class: str) -> None:
+    import textcls.models as models
+
+    cls = getattr(models, model_class)
+    extra = {"bigram_buckets": 500} if model_class == "MLP" else {}
+    torch.manual_seed(0)
+    small = cls(vocab_size=5000, num_classes=2, pad_id=0, embedding_dim=64, embedding_init_std=0.05, **extra)
+    tables = [small.embedding] + ([small.bigram_embedding] if model_class == "MLP" else [])
+    for table in tables:
+        assert abs(table.weight[1:].std().item() - 0.05) < 0.005
+    assert torch.count_nonzero(small.embedding.weight[0]) == 0
+    # the default draws nothing beyond nn.Embedding's own N(0, 1): weights equal those of a model built before the
+    # option existed, so default runs (and the demo's figures) do not change
+    torch.manual_seed(0)
+    default = cls(vocab_size=5000, num_classes=2, pad_id=0, embedding_dim=64, **extra)
+    torch.manual_seed(0)
+    reference = nn.Embedding(5000, 64, padding_idx=0)
+    assert torch.equal(default.embedding.weight, reference.weight)
+    with pytest.raises(ValueError, match="embedding_init_std"):
+        cls(embedding_init_std=0.0)

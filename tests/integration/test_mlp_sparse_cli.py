@@ -1,0 +1,97 @@
+"""`--model.model.init_args.sparse true` through the real `textcls fit` command: Adagrad trains every layer and saves
+a checkpoint a dense MLP loads; optimizers and settings that cannot train sparse gradients end with one error line."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TEXTCLS, labelled_rows, write_rows
+
+from textcls.models import MLP
+from textcls.optim import SPARSE_GROUP
+
+ROOT = Path(__file__).resolve().parents[2]
+SPARSE_MLP = [
+    "--config",
+    "configs/mlp.yaml",
+    "--model.model.init_args.sparse",
+    "true",
+    "--model.model.init_args.bigram_buckets",
+    "997",
+    "--model.model.init_args.ngram_order",
+    "3",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.max_epochs",
+    "1",
+]
+ADAGRAD = ["--model.optimizer", "torch.optim.Adagrad", "--model.optimizer.lr", "0.01"]
+NO_CLIPPING = ["--trainer.gradient_clip_val", "null"]
+
+
+@pytest.fixture
+def train_file(tmp_path: Path) -> Path:
+    return write_rows(tmp_path / "train.csv", labelled_rows(120))
+
+
+def fit(tmp_path: Path, train_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    args = [TEXTCLS, "fit", *SPARSE_MLP, "--data.train_file", str(train_file), "--runs_root", str(tmp_path / "runs")]
+    return subprocess.run([*args, *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    return errors[0]
+
+
+@pytest.mark.slow
+def test_sparse_fit_with_adagrad_trains_every_layer(tmp_path: Path, train_file: Path) -> None:
+    result = fit(tmp_path, train_file, *ADAGRAD, *NO_CLIPPING)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "Sparse invariant checks" not in result.stderr  # torch's warning, silenced by choosing its default
+
+    checkpoint = torch.load(next((tmp_path / "runs").glob("mlp/*/checkpoints/last.ckpt")), weights_only=True)
+    optimizer = checkpoint["optimizer_states"][0]
+    assert [bool(group.get(SPARSE_GROUP)) for group in optimizer["param_groups"]] == [False, False, True]
+    for group in optimizer["param_groups"]:  # dense classifier layers and sparse tables alike took Adagrad steps
+        for index in group["params"]:
+            assert optimizer["state"][index]["sum"].abs().sum() > 0, f"parameter {index} never got a gradient"
+
+    # the weights load into the same MLP built dense: sparse changes the training step, not the checkpoint
+    init_args = dict(checkpoint["hyper_parameters"]["model"]["init_args"], sparse=False)
+    dense = MLP(**init_args)
+    weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    dense.load_state_dict(weights)  # strict: every key present, none extra
+    assert not torch.equal(dense.bigram_embedding.weight, MLP(**init_args).bigram_embedding.weight)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("optimizer", "expected"),
+    [
+        ([], "--model.optimizer Adam cannot train the sparse embeddings"),  # the config's default
+        (["--model.optimizer", "torch.optim.SparseAdam"], "SparseAdam does not support dense gradients"),
+    ],
+    ids=["adam", "sparse-adam"],
+)
+def test_optimizer_that_cannot_train_sparse_tables_gives_one_line(
+    tmp_path: Path, train_file: Path, optimizer: list[str], expected: str
+) -> None:
+    error = one_error_line(fit(tmp_path, train_file, *optimizer, *NO_CLIPPING))
+    assert expected in error
+    assert "--model.model.init_args.sparse true" in error and "torch.optim.Adagrad" in error
+    assert not list((tmp_path / "runs").glob("*/*"))  # refused before anything is written: no run directory
+
+
+@pytest.mark.slow
+def test_gradient_clipping_with_sparse_tables_gives_one_line(tmp_path: Path, train_file: Path) -> None:
+    error = one_error_line(fit(tmp_path, train_file, *ADAGRAD))  # configs/mlp.yaml clips at 1.0
+    assert "--trainer.gradient_clip_val 1.0" in error and "--trainer.gradient_clip_val null" in error
+    assert not list((tmp_path / "runs").glob("*/*"))
