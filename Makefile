@@ -12,12 +12,15 @@ SWEEP_COUNT ?= 10
 WANDB_PROJECT ?= textcls
 SWEEP_LOCAL_ARGS ?=
 STUDY_ARGS ?=
+# The Results tables (benchmarks/accuracy.py): folder holding mr/, sst2/ and imdb/ as label,text CSVs.
+DATA ?= ../shared/data
+ACCURACY_ARGS ?= --seeds 0 1 2 --jobs 2
 
 TORCH_INDEX_ARGS = $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 STAMP = .venv/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format bench clean sweep sweep-local compare-optimizers
+.PHONY: help install train test test-fast lint format bench accuracy clean sweep sweep-local compare-optimizers
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) \
@@ -51,10 +54,21 @@ format: $(STAMP) ## fix imports and lint autofixes, then format
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
 
-bench: $(STAMP) ## run every benchmarks/*.py
-	@for f in $(sort $(wildcard benchmarks/*.py)); do \
+bench: $(STAMP) ## run every benchmarks/*.py except the accuracy harness (make accuracy)
+	@for f in $(sort $(filter-out benchmarks/accuracy.py,$(wildcard benchmarks/*.py))); do \
 		echo "== $$f"; .venv/bin/python "$$f" || exit 1; \
 	done
+
+# Every textcls row of the README's Results tables, then fastText on the same splits; finished rows are kept, so an
+# interrupted run continues. Results in docs/results/ (summary.md); hours on a 2-core CPU, most of it IMDB's TextCNN.
+accuracy: $(STAMP) ## Results tables: make accuracy DATA=../shared/data ACCURACY_ARGS="--seeds 0 1 2 --jobs 2"
+	.venv/bin/python benchmarks/accuracy.py $(DATA)/sst2 --config configs/textcnn.yaml --config configs/benchmarks/textcnn_rand.yaml $(ACCURACY_ARGS)
+	.venv/bin/python benchmarks/accuracy.py $(DATA)/sst2 --config configs/mlp.yaml --config configs/benchmarks/mlp_bigram.yaml $(ACCURACY_ARGS)
+	.venv/bin/python benchmarks/accuracy.py $(DATA)/mr --config configs/textcnn.yaml --config configs/benchmarks/textcnn_rand.yaml $(ACCURACY_ARGS)
+	.venv/bin/python benchmarks/accuracy.py $(DATA)/mr --config configs/mlp.yaml --config configs/benchmarks/mlp_bigram.yaml $(ACCURACY_ARGS)
+	.venv/bin/python benchmarks/accuracy.py $(DATA)/imdb --config configs/textcnn.yaml --config configs/benchmarks/textcnn_imdb.yaml $(ACCURACY_ARGS)
+	.venv/bin/python benchmarks/accuracy.py $(DATA)/imdb --config configs/mlp.yaml --config configs/benchmarks/mlp_imdb.yaml $(ACCURACY_ARGS)
+	for d in sst2 mr imdb; do .venv/bin/python benchmarks/accuracy.py $(DATA)/$$d --fasttext $(ACCURACY_ARGS) || exit 1; done
 
 # The agent runs the sweep's `${interpreter} -m textcls`, so the venv's python must come first on PATH.
 sweep: $(STAMP) ## W&B sweep over SWEEP_CONFIG plus one agent for SWEEP_COUNT runs (needs `wandb login`)
