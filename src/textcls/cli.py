@@ -27,6 +27,7 @@ from textcls.training import (
     FaultTolerance,
     ResumeCheckpoint,
     newest_last_checkpoint,
+    skip_idle_batch_hooks,
     use_throttled_progress_bar,
 )
 
@@ -131,6 +132,7 @@ class TextclsCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         trainer = super().instantiate_trainer(**kwargs)
         use_throttled_progress_bar(trainer)
+        skip_idle_batch_hooks(trainer.callbacks)  # type: ignore[attr-defined]
         return trainer
 
     def before_fit(self) -> None:

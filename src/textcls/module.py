@@ -37,6 +37,7 @@ class TrainStats:
         self.num_classes = num_classes
         self.confusion: torch.Tensor | None = None
         self.loss_sum: torch.Tensor | None = None
+        self._ones: torch.Tensor | None = None  # the per-example increment of the confusion matrix, reused
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
         if self.confusion is None or self.loss_sum is None:
@@ -44,9 +45,14 @@ class TrainStats:
             self.loss_sum = torch.zeros(2, dtype=torch.float64, device=logits.device)
         elif self.confusion.device != logits.device:  # restored from a checkpoint onto the CPU
             self.confusion, self.loss_sum = self.confusion.to(logits.device), self.loss_sum.to(logits.device)
-        cells = labels * self.num_classes + logits.argmax(dim=-1)
-        self.confusion.index_put_((cells,), torch.ones_like(cells, dtype=torch.float64), accumulate=True)
-        self.loss_sum += torch.stack([loss.double() * len(labels), loss.new_tensor(len(labels), dtype=torch.float64)])
+        # Few and in-place tensor ops: on a small model every op here is a visible share of the step.
+        count = len(labels)
+        if self._ones is None or len(self._ones) < count or self._ones.device != logits.device:
+            self._ones = torch.ones(count, dtype=torch.float64, device=logits.device)
+        cells = logits.argmax(dim=-1).add_(labels, alpha=self.num_classes)
+        self.confusion.index_add_(0, cells, self._ones[:count])
+        self.loss_sum[0].add_(loss, alpha=count)  # in float64, as loss.double() * count
+        self.loss_sum[1].add_(count)
 
     def compute(self, strategy: Any) -> dict[str, torch.Tensor]:
         if self.confusion is None or self.loss_sum is None:
@@ -277,10 +283,12 @@ class TextClassifier(pl.LightningModule):
 
     def _nonfinite(self, loss: torch.Tensor, batch: dict[str, torch.Tensor], batch_idx: int) -> bool:
         """Whether to skip this batch; raises NonFiniteLossError in "stop" mode. All DDP ranks decide alike."""
-        bad = ~torch.isfinite(loss.detach())
+        # One host read per step (a device sync on GPU): the price of never applying a NaN update.
         if self.trainer.world_size > 1:
-            bad = self.trainer.strategy.reduce(bad.float(), reduce_op="max") > 0
-        if not bool(bad):  # one host read per step (a device sync on GPU); the price of never applying a NaN update
+            bad = (~torch.isfinite(loss.detach())).float()
+            if not bool(self.trainer.strategy.reduce(bad, reduce_op="max") > 0):
+                return False
+        elif math.isfinite(loss.item()):  # no tensor op: a plain float read is all one process needs
             return False
         if self.nonfinite_loss == "skip":
             return True

@@ -71,7 +71,8 @@ class TrainingRNG(Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, idx: int
     ) -> None:
-        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+        # is_initialized implies is_available and is only a flag read; is_available costs more, at every batch.
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
         self._next = {"torch": torch.get_rng_state(), "cuda": cuda}
 
     def state_dict(self) -> dict[str, Any]:
@@ -140,7 +141,11 @@ class ResumeCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
-        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        # Lightning's per-batch save point does nothing (and has no side effect) without a step or time interval
+        # under automatic optimization; checking that first spares its trainer-state checks at every batch.
+        idle = self._every_n_train_steps < 1 and self._train_time_interval is None
+        if not idle or not pl_module.automatic_optimization:
+            super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
         n = self.last_every_n_train_steps
         # The last batch of an epoch is left to the save after validation: a checkpoint taken between the last batch
         # and validation would make Lightning skip that validation on resume.
@@ -232,6 +237,36 @@ def use_throttled_progress_bar(trainer: pl.Trainer) -> None:
     for i, callback in enumerate(callbacks):
         if type(callback) is RichProgressBar:
             callbacks[i] = ThrottledRichProgressBar()
+
+
+# The hooks Lightning calls on every callback at every batch (and, in training, several times per batch).
+BATCH_HOOKS = (
+    "on_train_batch_start",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "on_train_batch_end",
+    *(f"on_{stage}_batch_{end}" for stage in ("validation", "test", "predict") for end in ("start", "end")),
+)
+
+
+def skip_idle_batch_hooks(callbacks: list[Callback]) -> None:
+    """Let Lightning skip the per-batch hooks a callback does not implement.
+
+    Lightning calls every per-batch hook of every callback, each inside a profiler context and with its name formatted,
+    about 2 us a call on a CPU: with `textcls fit`'s ten callbacks, of which four do anything per training batch, that
+    is 55 idle calls per step (0.1 ms, 4 % of the MLP's step here). Lightning (2.6, pinned) skips a hook that is not
+    callable, so the base class's no-op hooks are shadowed with None on the instance. A hook the callback's class
+    overrides, or that is set on the instance, is kept.
+    """
+    for callback in callbacks:
+        own = getattr(callback, "__dict__", None)
+        if own is None:  # no instance dictionary (__slots__): left as it is
+            continue
+        for name in BATCH_HOOKS:
+            if name not in own and getattr(type(callback), name, None) is getattr(Callback, name):
+                setattr(callback, name, None)
 
 
 class TrainingInterrupted(SystemExit):

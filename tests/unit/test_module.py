@@ -36,3 +36,27 @@ def test_class_weights_must_match_the_classes():
 
     with pytest.raises(ValueError, match="one weight per class"):
         TextClassifier(model=MLP(vocab_size=10, num_classes=2), class_weights=[1.0], label_names=["a", "b"])
+
+
+def test_train_stats_count_every_example_and_weigh_the_loss_by_batch_size():
+    from textcls.module import TrainStats
+
+    class OneProcess:
+        def reduce(self, tensor, reduce_op):
+            return tensor
+
+    torch.manual_seed(0)
+    stats = TrainStats(3)
+    confusion = torch.zeros(3, 3, dtype=torch.float64)
+    loss_sum = 0.0
+    for size in (8, 8, 5):  # the last batch is smaller than the reused increment
+        logits, labels, loss = torch.randn(size, 3), torch.randint(0, 3, (size,)), torch.rand(())
+        stats.update(logits, labels, loss)
+        for true, predicted in zip(labels.tolist(), logits.argmax(-1).tolist(), strict=True):
+            confusion[true, predicted] += 1
+        loss_sum += float(loss) * size
+    assert torch.equal(stats.confusion.view(3, 3), confusion)
+    assert stats.loss_sum.tolist() == [loss_sum, 21.0]
+    computed = stats.compute(OneProcess())
+    assert abs(computed["train/acc"].item() - float(confusion.diag().sum()) / 21) < 1e-6
+    assert abs(computed["train/loss_epoch"].item() - loss_sum / 21) < 1e-6

@@ -139,3 +139,30 @@ def test_nonfinite_loss_option_is_checked():
     network = TextCNN(vocab_size=50, num_classes=2, pad_id=0, num_filters=4, embedding_dim=8)
     with pytest.raises(ValueError, match="nonfinite_loss"):
         TextClassifier(network, label_names=["a", "b"], nonfinite_loss="ignore")
+
+
+def test_idle_batch_hooks_are_skipped_and_implemented_ones_still_run():
+    import pytorch_lightning as pl
+    from pytorch_lightning.trainer import call
+
+    calls = []
+
+    class Counting(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            calls.append(batch_idx)
+
+    class OnInstance(pl.Callback):
+        pass
+
+    counting, idle, on_instance = Counting(), pl.Callback(), OnInstance()
+    on_instance.on_before_backward = lambda trainer, module, loss: calls.append("instance")
+    trainer = pl.Trainer(
+        callbacks=[counting, idle, on_instance], logger=False, enable_progress_bar=False, enable_checkpointing=False
+    )
+    training.skip_idle_batch_hooks(trainer.callbacks)
+    assert idle.on_train_batch_end is None and counting.on_train_batch_start is None
+    assert callable(counting.on_train_batch_end) and callable(on_instance.on_before_backward)
+    call._call_callback_hooks(trainer, "on_train_batch_end", None, None, 7)
+    call._call_callback_hooks(trainer, "on_train_batch_start", None, 7)  # all idle: nothing called, no error
+    call._call_callback_hooks(trainer, "on_before_backward", torch.tensor(1.0))
+    assert calls == [7, "instance"]
