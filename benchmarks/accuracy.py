@@ -495,7 +495,13 @@ def fasttext_run(split: Split, seed: int, word_ngrams: int, work_dir: Path, thre
             if best is None or dev_acc > best[0]:  # ties keep the earlier (cheaper) grid point
                 best = (dev_acc, model, {"epoch": epoch, "lr": lr}, seconds)
     if best is None:
-        raise RuntimeError(f"every fastText grid point diverged: {diverged}")
+        # fastText initialises only threads/10 of its input matrix (facebookresearch/fastText#1061): with fewer than 10
+        # threads the rest is whatever memory it got, zeros when fresh (the 2M-bucket bigram table) and sometimes NaN
+        # when reused (a unigram table of a few MB), whatever the learning rate
+        raise RuntimeError(
+            f"every fastText grid point diverged: {diverged}; fastText leaves (10 - threads)/10 of its input matrix "
+            "uninitialised (fastText issue #1061), so try --fasttext-threads 10"
+        )
     dev_acc, model, params, seconds = best
     test_acc, test_f1 = _accuracy_f1(test_gold, predict(model, test_texts))
     params = {
@@ -706,11 +712,11 @@ def _execute(jobs: list[Job], parallel: int) -> int:
     done = 0
     failures = 0
     lock = threading.Lock()
-    stop = threading.Event()
+    failed: set[Path] = set()  # results files of configs that failed once
 
     def one(job: Job) -> None:
         nonlocal done, failures
-        if stop.is_set():
+        if job.results.path in failed:
             return
         try:
             measured = job.run()
@@ -718,7 +724,8 @@ def _execute(jobs: list[Job], parallel: int) -> int:
             with lock:
                 failures += 1
                 print(f"FAILED {job.label}: {err}", file=sys.stderr, flush=True)
-            stop.set()  # the same config would most likely fail again: stop starting new runs
+                # the same config would most likely fail again: start no more of its runs (other configs go on)
+                failed.add(job.results.path)
             return
         job.results.append({**job.row, **measured, "finished_utc": _now()})
         with lock:
