@@ -276,8 +276,10 @@ class TextClassifier(pl.LightningModule):
             return None  # Lightning skips backward and the optimizer step for this batch
         # Accumulated every step, computed once per epoch: no per-step sync or .item().
         self.train_stats.update(logits.detach(), batch["labels"], loss.detach())
-        if batch_idx % 10 == 0 or self.trainer._logger_connector.should_update_logs:
-            # Enough for the progress bar and for every step the loggers write (trainer.log_every_n_steps).
+        redraw = (batch_idx + 1) % 10 == 0 or batch_idx + 1 >= self.trainer.num_training_batches
+        if redraw or self.trainer._logger_connector.should_update_logs:
+            # The batches the throttled progress bar redraws after (so it shows the current loss, not one 9 steps
+            # old), and every step the loggers write (trainer.log_every_n_steps).
             self.log("train/loss_step", loss, prog_bar=True, batch_size=len(logits))
         return loss
 
