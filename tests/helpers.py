@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,3 +36,12 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], returncode: int = 2) -> str:
+    """The single `error:` line of a CLI run that must fail cleanly: that exit status, no traceback, one message."""
+    assert result.returncode == returncode, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    return errors[0]

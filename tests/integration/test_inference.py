@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TEXTCLS
+from helpers import TEXTCLS, one_error_line
 from trained_checkpoints import train_checkpoint
 
 from textcls.data import DataError
@@ -183,14 +183,6 @@ def _run(*args, cwd):
     return subprocess.run([TEXTCLS, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def _one_error_line(result) -> str:
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-2000:]
-    return errors[0]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "truncated", "no-TextDataModule"])
 def test_predict_command_rejects_broken_checkpoints(checkpoints, tmp_path, case):
@@ -199,7 +191,7 @@ def test_predict_command_rejects_broken_checkpoints(checkpoints, tmp_path, case)
     texts.write_text("a great film\n")
     result = _run("predict", "--ckpt_path", str(path), "--data.predict_file", str(texts),
                   "--runs_root", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert expected in line and path.name in line
     assert not any((tmp_path / "runs").glob("*/*")), "a failed run must not leave a run directory"
 
@@ -227,7 +219,7 @@ def test_predict_command_rejects_a_non_utf8_file(checkpoints, tmp_path):
                   "--runs_root", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
     if result.returncode != 2 or "Traceback" in result.stderr:
         pytest.xfail(f"data layer: a non-UTF-8 predict file gives no clear error: {result.stderr[-300:]}")
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert texts.name in line and "UTF-8" in line.upper()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TEXTCLS, labelled_rows, write_rows
+from helpers import TEXTCLS, labelled_rows, one_error_line, write_rows
 
 from textcls.models import MLP
 from textcls.optim import SPARSE_GROUP
@@ -40,14 +40,6 @@ def train_file(tmp_path: Path) -> Path:
 def fit(tmp_path: Path, train_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     args = [TEXTCLS, "fit", *SPARSE_MLP, "--data.train_file", str(train_file), "--runs_root", str(tmp_path / "runs")]
     return subprocess.run([*args, *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-3000:]
-    return errors[0]
 
 
 @pytest.mark.slow
