@@ -131,12 +131,11 @@ class MLP(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Map right-padded token ids [batch, seq] to logits [batch, num_classes]."""
-        mask = input_ids != self.pad_id
-        if self.binary:
-            mask = mask & dedupe_mask(input_ids, mask)
+        real = input_ids != self.pad_id
+        mask = real & dedupe_mask(input_ids, real) if self.binary else real
         embedded = self.embedding(input_ids)
         if self.bigram_embedding is not None:
-            ngram_ids, ngram_mask = self._ngrams(input_ids, input_ids != self.pad_id)
+            ngram_ids, ngram_mask = self._ngrams(input_ids, real)  # n-grams of real words, repeated or not
             if self.binary:
                 ngram_mask = ngram_mask & dedupe_mask(ngram_ids, ngram_mask)
             # n-grams are pooled as extra "tokens" alongside the unigrams, so one pool covers both
