@@ -451,6 +451,17 @@ def _ft_text(text: str) -> str:
     return " ".join(text.lower().split())  # every whitespace run (newlines included) becomes one space
 
 
+def fasttext_eval_rows(csv_path: Path) -> tuple[list[str], list[str]]:
+    """Texts as fastText reads them, and their gold labels as it names them, from one read of the file."""
+    rows = read_rows(csv_path)
+    return [_ft_text(text) for _, text in rows], [_ft_label(label) for label, _ in rows]
+
+
+def fasttext_predict(model: Any, texts: list[str]) -> list[str]:
+    labels, _ = model.predict(texts, k=1)
+    return [label[0].removeprefix("__label__") for label in labels]
+
+
 def _accuracy_f1(gold: list[str], pred: list[str]) -> tuple[float, float]:
     acc = sum(g == p for g, p in zip(gold, pred, strict=True)) / len(gold)
     f1s = []
@@ -466,14 +477,8 @@ def fasttext_run(split: Split, seed: int, word_ngrams: int, work_dir: Path, thre
     import fasttext
 
     train, _ = fasttext_file(split.train, work_dir)
-    dev_texts = [_ft_text(t) for _, t in read_rows(split.dev)]
-    dev_gold = [_ft_label(lab) for lab, _ in read_rows(split.dev)]
-    test_texts = [_ft_text(t) for _, t in read_rows(split.test)]
-    test_gold = [_ft_label(lab) for lab, _ in read_rows(split.test)]
-
-    def predict(model: Any, texts: list[str]) -> list[str]:
-        labels, _ = model.predict(texts, k=1)
-        return [lab[0].removeprefix("__label__") for lab in labels]
+    dev_texts, dev_gold = fasttext_eval_rows(split.dev)
+    test_texts, test_gold = fasttext_eval_rows(split.test)
 
     best: tuple[float, Any, dict[str, Any], float] | None = None
     grid_start = time.perf_counter()
@@ -491,7 +496,7 @@ def fasttext_run(split: Split, seed: int, word_ngrams: int, work_dir: Path, thre
                 diverged.append(f"epoch={epoch},lr={lr}")
                 continue
             seconds = time.perf_counter() - start
-            dev_acc, _ = _accuracy_f1(dev_gold, predict(model, dev_texts))
+            dev_acc, _ = _accuracy_f1(dev_gold, fasttext_predict(model, dev_texts))
             if best is None or dev_acc > best[0]:  # ties keep the earlier (cheaper) grid point
                 best = (dev_acc, model, {"epoch": epoch, "lr": lr}, seconds)
     if best is None:
@@ -503,7 +508,7 @@ def fasttext_run(split: Split, seed: int, word_ngrams: int, work_dir: Path, thre
             "uninitialised (fastText issue #1061), so try --fasttext-threads 10"
         )
     dev_acc, model, params, seconds = best
-    test_acc, test_f1 = _accuracy_f1(test_gold, predict(model, test_texts))
+    test_acc, test_f1 = _accuracy_f1(test_gold, fasttext_predict(model, test_texts))
     params = {
         **params,
         "wordNgrams": word_ngrams,

@@ -45,9 +45,7 @@ def main() -> None:
     ft_train, _ = accuracy.fasttext_file(split.train, work)
     times: dict[str, list[float]] = {"textcls MLP": [], "fastText": []}
     accs: dict[str, list[float]] = {"textcls MLP": [], "fastText": []}
-    test_rows = accuracy.read_rows(split.test)
-    texts = [accuracy._ft_text(t) for _, t in test_rows]
-    gold = [accuracy._ft_label(label) for label, _ in test_rows]
+    texts, gold = accuracy.fasttext_eval_rows(split.test)
 
     def run_mlp(r: int) -> None:
         run_root = work / f"mlp-{r}"
@@ -63,9 +61,7 @@ def main() -> None:
             seed=args.seed, verbose=0,
         )  # fmt: skip
         times["fastText"].append(time.perf_counter() - start)
-        labels, _ = model.predict(texts, k=1)
-        pred = [lab[0].removeprefix("__label__") for lab in labels]
-        accs["fastText"].append(accuracy._accuracy_f1(gold, pred)[0])
+        accs["fastText"].append(accuracy._accuracy_f1(gold, accuracy.fasttext_predict(model, texts))[0])
 
     for r in range(args.rounds):
         order = (run_mlp, run_fasttext) if r % 2 == 0 else (run_fasttext, run_mlp)
