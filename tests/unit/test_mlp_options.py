@@ -2,6 +2,7 @@
 sparse embedding gradients, and which optimizers textcls lets train sparse gradients."""
 
 import itertools
+import math
 from functools import partial
 
 import pytest
@@ -10,7 +11,7 @@ from torch import nn
 
 from textcls.data.errors import DataError
 from textcls.models import MLP
-from textcls.models.mlp import _BIGRAM_PRIME, _TRIGRAM_PRIMES
+from textcls.models.mlp import _NGRAM_PRIMES, NGRAM_HASH_VERSION
 from textcls.models.pooling import dedupe_mask, masked_mean, masked_sqrt_sum
 from textcls.optim import SPARSE_GROUP, build_optimizer, check_gradient_clipping, parameter_groups
 
@@ -125,11 +126,9 @@ def test_trigram_ids_follow_the_documented_hash_without_overflow() -> None:
     ids = torch.tensor([[big_vocab - 1, big_vocab - 2, 3_333_333, 1, 4_999_000]])
     ngram_ids, mask = model._ngrams(ids, ids != PAD)
     row = ids[0].tolist()
-    bigrams = [(x * _BIGRAM_PRIME + y) % buckets for x, y in itertools.pairwise(row)]
-    trigrams = [
-        (((x * _BIGRAM_PRIME + y) % buckets) * _TRIGRAM_PRIMES[0] + z * _TRIGRAM_PRIMES[1]) % buckets
-        for x, y, z in zip(row, row[1:], row[2:], strict=False)
-    ]
+    p1, p2, p3, p4, p5 = _NGRAM_PRIMES
+    bigrams = [(x * p1 + y * p2) % buckets for x, y in itertools.pairwise(row)]
+    trigrams = [(x * p3 + y * p4 + z * p5) % buckets for x, y, z in zip(row, row[1:], row[2:], strict=False)]
     assert ngram_ids[0].tolist() == bigrams + trigrams  # Python ints: the exact values, no int64 wrap-around
     assert mask.all()
 
@@ -145,6 +144,31 @@ def test_trigram_ids_are_in_range_and_not_the_bigram_of_their_prefix() -> None:
     # a trigram may share its prefix bigram's bucket only by chance (about 1 / BUCKETS), not systematically
     assert (bigram_of_prefix == trigram).float().mean() < 0.05
     assert trigram.unique().numel() > BUCKETS // 2  # spread over the table
+
+
+@pytest.mark.parametrize("buckets", [50_000, 500_000, 1_000_000])
+def test_bigram_hash_spreads_pairs_like_a_random_hash(buckets: int) -> None:
+    # The first hash, (a * 1000003 + b) mod B, was (3a + b) mod B at these B: 30k distinct pairs of a 10k vocabulary
+    # shared about 27k / 40k buckets. A random hash leaves B * (1 - exp(-n / B)) distinct buckets.
+    model = MLP(10_000, CLASSES, PAD, embedding_dim=2, bigram_buckets=buckets)
+    generator = torch.Generator().manual_seed(0)
+    pairs = torch.randint(1, 10_000, (30_000, 2), generator=generator).unique(dim=0)
+    ngram_ids, _ = model._ngrams(pairs, pairs != PAD)
+    expected = buckets * (1 - math.exp(-len(pairs) / buckets))
+    assert ngram_ids.unique().numel() >= 0.98 * expected
+
+
+def test_checkpoint_of_another_ngram_hash_is_refused() -> None:
+    trained = mlp(bigram_buckets=BUCKETS).state_dict()
+    assert int(trained["ngram_hash_version"]) == NGRAM_HASH_VERSION
+    fresh = mlp(bigram_buckets=BUCKETS)
+    fresh.load_state_dict(trained)  # the same hash loads
+    old = {k: v for k, v in trained.items() if k != "ngram_hash_version"}  # written before the version was recorded
+    with pytest.raises(RuntimeError, match=r"first n-gram hash .* retrain the model"):
+        fresh.load_state_dict(old)
+    with pytest.raises(RuntimeError, match="n-gram hash 1,"):
+        fresh.load_state_dict({**trained, "ngram_hash_version": torch.tensor(1)})
+    mlp().load_state_dict(mlp().state_dict())  # no n-gram table: nothing recorded, nothing checked
 
 
 def test_trigram_makes_order_within_three_words_matter() -> None:

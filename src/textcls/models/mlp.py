@@ -17,13 +17,14 @@ from textcls.models.pooling import (
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 _POOLINGS = ("mean", "max", "sqrt")
-# A large prime multiplier spreads (a, b) pairs over the buckets; it is part of the model's contract
-# (changing it silently invalidates trained bigram tables), so it is a fixed constant, not an argument.
-_BIGRAM_PRIME = 1000003
-# Trigrams (a, b, c) hash as ((a * P + b) mod B) * Q + c * R mod B with two other primes, so a trigram does not land
-# systematically on the bucket of the bigram (hash(a, b), c). Also part of the contract of ngram_order=3 tables.
-_TRIGRAM_PRIMES = (1000033, 999983)
-
+# N-gram hashing: (a, b) -> (a * P1 + b * P2) mod B, and (a, b, c) -> (a * P3 + b * P4 + c * P5) mod B, each product
+# reduced mod B before the sum, so nothing exceeds 2**63 for ids below 2**31. The multipliers are primes near 2**31, so
+# their residues mod any bucket count are large: the first hash, (a * 1000003 + b) mod B, reduced to (3a + b) mod B for
+# B = 50k, 500k and 1M, and put SST-2's 72k training bigrams into 26.6k buckets at any B (these primes: 67.7k of 500k,
+# as a random hash does). The hash is part of a trained table's meaning, so it is a constant with a version number
+# that checkpoints record (NGRAM_HASH_VERSION), not an argument.
+_NGRAM_PRIMES = (2147483647, 1073741827, 2147483629, 1073741831, 2147483587)
+NGRAM_HASH_VERSION = 2
 
 class MLP(nn.Module):
     """Bag-of-embeddings classifier in the style of fastText, optionally with hashed word bigrams and trigrams.
@@ -104,6 +105,11 @@ class MLP(nn.Module):
         self.bigram_embedding = (
             nn.Embedding(bigram_buckets, embedding_dim, sparse=sparse) if bigram_buckets > 0 else None
         )
+        if bigram_buckets > 0:
+            # Recorded in the state dict: a checkpoint whose table was trained with another hash refuses to load
+            # (see _refuse_other_hash) instead of silently looking its n-grams up in the wrong rows.
+            self.register_buffer("ngram_hash_version", torch.tensor(NGRAM_HASH_VERSION))
+            self.register_load_state_dict_pre_hook(_refuse_other_hash)
         for table in (self.embedding, self.bigram_embedding):
             if table is not None and embedding_init_std != 1.0:  # nn.Embedding already drew N(0, 1)
                 init_embedding(table, embedding_init_std)
@@ -119,13 +125,12 @@ class MLP(nn.Module):
     def _ngrams(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hashed n-gram bucket ids [batch, n] and their validity mask (every word of the n-gram is real)."""
         buckets = self.bigram_buckets
-        left, right = input_ids[:, :-1], input_ids[:, 1:]
-        ids = [(left * _BIGRAM_PRIME + right) % buckets]
+        p1, p2, p3, p4, p5 = _NGRAM_PRIMES
+        ids = [(input_ids[:, :-1] * p1 % buckets + input_ids[:, 1:] * p2 % buckets) % buckets]
         masks = [mask[:, :-1] & mask[:, 1:]]
         if self.ngram_order == 3:
-            # reducing mod B after each product keeps every intermediate far below 2**63 for any vocabulary size
-            pair = (input_ids[:, :-2] * _BIGRAM_PRIME + input_ids[:, 1:-1]) % buckets
-            ids.append((pair * _TRIGRAM_PRIMES[0] + input_ids[:, 2:] * _TRIGRAM_PRIMES[1]) % buckets)
+            first, second, third = input_ids[:, :-2], input_ids[:, 1:-1], input_ids[:, 2:]
+            ids.append((first * p3 % buckets + second * p4 % buckets + third * p5 % buckets) % buckets)
             masks.append(masks[0][:, :-1] & mask[:, 2:])
         return torch.cat(ids, dim=1), torch.cat(masks, dim=1)
 
@@ -150,3 +155,17 @@ class MLP(nn.Module):
         else:
             pooled = masked_max(embedded, mask)
         return self.classifier(pooled)
+
+
+def _refuse_other_hash(module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+    """load_state_dict pre-hook: a state dict without this hash's version number has an n-gram table indexed by
+    another hash."""
+    found = state_dict.get(prefix + "ngram_hash_version")
+    if found is None or int(found) != NGRAM_HASH_VERSION:
+        version = "the first n-gram hash (no version recorded)" if found is None else f"n-gram hash {int(found)}"
+        error_msgs = args[-1]
+        assert isinstance(error_msgs, list)
+        error_msgs.append(
+            f"its n-gram table was trained with {version}, this textcls hashes n-grams with version "
+            f"{NGRAM_HASH_VERSION}: retrain the model (the old hash put most bigrams into a few shared buckets)."
+        )
