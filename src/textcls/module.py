@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pytorch_lightning as pl
 import torch
@@ -226,8 +226,19 @@ class TextClassifier(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if self.freeze_embeddings:  # before configure_optimizers, which leaves frozen parameters out
             self._embedding().weight.requires_grad_(False)
-        if stage == "fit" and self.pretrained_embeddings and not self.resuming_fit and self.trainer.ckpt_path is None:
+        fresh_fit = stage == "fit" and not self.resuming_fit and self.trainer.ckpt_path is None
+        if fresh_fit and self.pretrained_embeddings:
             self._load_pretrained_embeddings(str(self.pretrained_embeddings))
+        if fresh_fit and getattr(self.model, "nb_weighting", False):
+            self._fit_nb_weights()
+
+    def _fit_nb_weights(self) -> None:
+        """Count the training data for the network's Naive Bayes feature weights (textcls.models.MLP nb_weighting).
+        Every DDP rank counts the whole training split, in file order, so the ranks agree without a collective."""
+        batches = getattr(getattr(self.trainer, "datamodule", None), "labelled_train_batches", None)
+        if batches is None:
+            raise DataError("--model.model.init_args.nb_weighting needs a DataModule with labelled_train_batches.")
+        cast(Any, self.model).fit_nb_weights(batches())
 
     def _load_pretrained_embeddings(self, path: str) -> None:
         tokenizer = getattr(getattr(self.trainer, "datamodule", None), "tokenizer", None)

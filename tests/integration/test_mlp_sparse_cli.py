@@ -1,5 +1,6 @@
 """`--model.model.init_args.sparse true` through the real `textcls fit` command: Adagrad trains every layer and saves
-a checkpoint a dense MLP loads; optimizers and settings that cannot train sparse gradients end with one error line."""
+a checkpoint a dense MLP loads; optimizers and settings that cannot train sparse gradients end with one error line;
+`nb_weighting` counts the training split at the start of a fresh fit (not of a resumed one) and serves with it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TEXTCLS, labelled_rows, one_error_line, write_rows
+from helpers import NEGATIVE, POSITIVE, TEXTCLS, labelled_rows, one_error_line, write_rows
 
+from textcls.inference import load_classifier
 from textcls.models import MLP
 from textcls.optim import SPARSE_GROUP
 
@@ -87,3 +89,37 @@ def test_gradient_clipping_with_sparse_tables_gives_one_line(tmp_path: Path, tra
     error = one_error_line(fit(tmp_path, train_file, *ADAGRAD))  # configs/mlp.yaml clips at 1.0
     assert "--trainer.gradient_clip_val 1.0" in error and "--trainer.gradient_clip_val null" in error
     assert not list((tmp_path / "runs").glob("*/*"))
+
+
+@pytest.mark.slow
+def test_nb_weighting_counts_a_fresh_fit_only_and_predict_uses_the_weights(tmp_path: Path, train_file: Path) -> None:
+    nb = ["--model.model.init_args.nb_weighting", "true", *ADAGRAD, *NO_CLIPPING]
+    result = fit(tmp_path, train_file, *nb)
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = next((tmp_path / "runs").glob("mlp/*/checkpoints/last.ckpt"))
+    counted = torch.load(last, weights_only=True)["state_dict"]
+    classifier = load_classifier(last)
+    vocab = {token: i for i, token in enumerate(classifier.tokenizer.vocab)}
+    weights = counted["model.nb_unigram"]
+    # a sentiment word is in texts of one class only, "the" in every text
+    assert weights[vocab[POSITIVE[0]]] > 2 * weights[vocab["the"]]
+    assert weights[vocab[NEGATIVE[0]]] > 2 * weights[vocab["the"]]
+    assert counted["model.nb_ngram"].max() > 1  # n-gram buckets counted too
+    # served with the counted weights: a clear text gets its class
+    assert [p["label"] for p in classifier.predict([f"the film was {POSITIVE[0]}", f"the film was {NEGATIVE[0]}"])] == [
+        "pos",
+        "neg",
+    ]
+
+    # A resumed fit keeps the checkpoint's weights even on other training data (a recount would change them).
+    fewer = write_rows(tmp_path / "fewer.csv", labelled_rows(120)[:30])
+    resumed = subprocess.run(
+        [TEXTCLS, "fit", *SPARSE_MLP, *nb, "--data.train_file", str(fewer), "--runs_root", str(tmp_path / "runs"),
+         "--trainer.max_epochs", "2", "--ckpt_path", "last"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    newest = max((tmp_path / "runs").glob("mlp/*/checkpoints/last.ckpt"), key=lambda path: path.stat().st_mtime_ns)
+    after = torch.load(newest, weights_only=True)
+    assert after["epoch"] == 1  # the second epoch ran
+    torch.testing.assert_close(after["state_dict"]["model.nb_unigram"], weights)

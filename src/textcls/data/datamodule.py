@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, SequentialSampler
 
@@ -260,6 +262,14 @@ class TextDataModule(pl.LightningDataModule):
             by_length=self.bucket,
         )
         return self._loader(dataset, batch_sampler=sampler)
+
+    def labelled_train_batches(self, batch_size: int = 1024) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(token ids, labels) of the whole training split in file order, whatever the rank: for statistics a model
+        counts before training (textcls.models.MLP's nb_weighting)."""
+        dataset = self._dataset("train")
+        for start in range(0, len(dataset), batch_size):
+            batch = dataset.__getitems__(list(range(start, min(start + batch_size, len(dataset)))))
+            yield batch["input_ids"], batch["labels"]
 
     def val_dataloader(self) -> DataLoader:
         dataset = self._dataset("validation")
