@@ -64,10 +64,13 @@ bench: $(STAMP) ## run every benchmarks/*.py except those that need a data set (
 accuracy: $(STAMP) ## Results tables: make accuracy DATA=../shared/data ACCURACY_ARGS="--seeds 0 1 2 --jobs 2"
 	.venv/bin/python benchmarks/accuracy.py $(DATA)/sst2 --config configs/textcnn.yaml --config configs/benchmarks/textcnn_rand.yaml $(ACCURACY_ARGS)
 	.venv/bin/python benchmarks/accuracy.py $(DATA)/sst2 --config configs/mlp.yaml --config configs/benchmarks/mlp_bigram.yaml $(ACCURACY_ARGS)
+	.venv/bin/python benchmarks/accuracy.py $(DATA)/sst2 --config configs/mlp.yaml --config configs/benchmarks/mlp_nb.yaml $(ACCURACY_ARGS)
 	.venv/bin/python benchmarks/accuracy.py $(DATA)/mr --config configs/textcnn.yaml --config configs/benchmarks/textcnn_rand.yaml $(ACCURACY_ARGS)
 	.venv/bin/python benchmarks/accuracy.py $(DATA)/mr --config configs/mlp.yaml --config configs/benchmarks/mlp_bigram.yaml $(ACCURACY_ARGS)
+	.venv/bin/python benchmarks/accuracy.py $(DATA)/mr --config configs/mlp.yaml --config configs/benchmarks/mlp_nb.yaml $(ACCURACY_ARGS)
 	.venv/bin/python benchmarks/accuracy.py $(DATA)/imdb --config configs/textcnn.yaml --config configs/benchmarks/textcnn_imdb.yaml $(ACCURACY_ARGS)
 	.venv/bin/python benchmarks/accuracy.py $(DATA)/imdb --config configs/mlp.yaml --config configs/benchmarks/mlp_imdb.yaml $(ACCURACY_ARGS)
+	.venv/bin/python benchmarks/accuracy.py $(DATA)/imdb --config configs/mlp.yaml --config configs/benchmarks/mlp_nb_imdb.yaml $(ACCURACY_ARGS)
 	for d in sst2 mr imdb; do .venv/bin/python benchmarks/accuracy.py $(DATA)/$$d --fasttext $(ACCURACY_ARGS) || exit 1; done
 
 # The agent runs the sweep's `${interpreter} -m textcls`, so the venv's python must come first on PATH.

@@ -8,7 +8,8 @@ and fastText's `train_supervised` at fixed settings (2 threads), the order flipp
     .venv/bin/python benchmarks/mlp_vs_fasttext.py ../shared/data/sst2 --rounds 5 --epoch 10 --lr 0.25
 
 --epoch/--lr are fastText's settings; take the ones the harness chose on dev (the `params` column of
-docs/results/<dataset>/fasttext_bigram.csv).
+docs/results/<dataset>/fasttext_bigram.csv). Arguments after `--` go to every `textcls fit`, e.g.
+`-- --trainer.max_epochs 1` for the MLP that first matches fastText's accuracy.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy  # the harness: splits, the textcls worker, fastText's input files
 
 ROOT = Path(__file__).resolve().parents[1]
-MLP_CONFIGS = [ROOT / "configs/mlp.yaml", ROOT / "configs/benchmarks/mlp_bigram.yaml"]
+MLP_RECIPE = ROOT / "configs/benchmarks/mlp_nb.yaml"  # stacked on configs/mlp.yaml
 
 
 def main() -> None:
@@ -36,7 +37,10 @@ def main() -> None:
     p.add_argument("--ngrams", type=int, default=2, help="fastText wordNgrams")
     p.add_argument("--threads", type=int, default=2, help="fastText threads")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    p.add_argument("--mlp-recipe", type=Path, default=MLP_RECIPE, help="MLP recipe stacked on configs/mlp.yaml")
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, overrides = p.parse_args(argv[:cut]), argv[cut + 1 :]
 
     import fasttext
 
@@ -49,7 +53,8 @@ def main() -> None:
 
     def run_mlp(r: int) -> None:
         run_root = work / f"mlp-{r}"
-        cli = accuracy.textcls_args(MLP_CONFIGS, split, args.seed, run_root, [])
+        configs = [ROOT / "configs/mlp.yaml", args.mlp_recipe.resolve()]
+        cli = accuracy.textcls_args(configs, split, args.seed, run_root, overrides)
         measured = accuracy.run_worker(cli, run_root, 1, work / f"mlp-{r}.log")
         times["textcls MLP"].append(measured["fit_seconds"])
         accs["textcls MLP"].append(measured["test_acc"])
