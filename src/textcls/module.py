@@ -359,6 +359,9 @@ class TextClassifier(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         groups = parameter_groups(self.model, decay_embeddings=self.decay_embeddings)
+        # Also here, for fits that skip the CLI's prepare_fit (Python users calling Trainer.fit): torch's clipping would
+        # otherwise fail at the first step with NotImplementedError.
+        check_gradient_clipping(groups, self.trainer.gradient_clip_val)
         optimizer = build_optimizer(self.optimizer_factory, groups, self.device)
         if self.scheduler_factory is None:
             return optimizer

@@ -340,3 +340,23 @@ def test_gradient_clipping_is_refused_for_sparse_tables_only() -> None:
     model(right_pad([[5, 9]])).sum().backward()
     with pytest.raises(NotImplementedError):
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+
+
+def test_python_trainer_fit_with_sparse_tables_and_clipping_gets_the_message(tmp_path) -> None:
+    # Trainer.fit from Python never runs the CLI's prepare_fit: configure_optimizers checks too, before any step.
+    import pytorch_lightning as pl
+    from helpers import labelled_rows, write_rows
+
+    from textcls.data.datamodule import TextDataModule
+    from textcls.module import TextClassifier
+
+    data = TextDataModule(train_file=str(write_rows(tmp_path / "t.csv", labelled_rows(40))), cache_dir=str(tmp_path))
+    data.setup("fit")
+    network = MLP(data.vocab_size, data.num_classes, data.pad_id, embedding_dim=4, sparse=True)
+    module = TextClassifier(network, optimizer=torch.optim.Adagrad, label_names=data.label_names)
+    trainer = pl.Trainer(
+        max_steps=1, gradient_clip_val=1.0, logger=False, enable_progress_bar=False, enable_checkpointing=False
+    )
+    with pytest.raises(DataError, match=r"gradient_clip_val 1\.0 cannot clip"):
+        trainer.fit(module, data)
+    assert trainer.global_step == 0
