@@ -1,5 +1,5 @@
-"""Model recipe options: TextCNN's max-norm constraint on the output layer (training only, ONNX-exportable), and the
-embedding initialisation scale of both models."""
+"""Model recipe options: TextCNN's max-norm constraint on the output layer (training only, ONNX-exportable), the
+embedding initialisation scale of both models, and the MLP's NB-weighted binary n-gram pooling in ONNX."""
 
 from __future__ import annotations
 
@@ -92,18 +92,33 @@ def test_bad_max_norm_is_a_value_error(bad: float) -> None:
 
 
 @pytest.mark.slow
-def test_max_norm_checkpoint_trains_and_exports_to_onnx(tmp_path) -> None:
+def _assert_onnx_matches_pytorch(ckpt, tmp_path) -> None:
     ort = pytest.importorskip("onnxruntime")
+    clf = load_classifier(ckpt)
+    out = tmp_path / "export"
+    main(["export", "--ckpt_path", str(ckpt), "--format", "onnx", "--output", str(out)])
+    # repeated words and n-grams, so that binary pooling has something to drop
+    texts = ["the film was great", "dull", "an awful, boring film from start to end", "great great film film great"]
+    ids = clf.encode(texts).numpy().astype(np.int64)
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(["logits"], {"input_ids": ids})[0], clf.logits(texts), atol=1e-4, rtol=0)
+
+
+def test_max_norm_checkpoint_trains_and_exports_to_onnx(tmp_path) -> None:
     ckpt = train_checkpoint(tmp_path, "textcnn", "--model.model.init_args.max_norm", "0.5")
     clf = load_classifier(ckpt)
     assert clf.model.max_norm == 0.5
     assert torch.all(clf.model.output.weight.norm(dim=1) <= 0.5 + 1e-4)
-    out = tmp_path / "export"
-    main(["export", "--ckpt_path", str(ckpt), "--format", "onnx", "--output", str(out)])
-    texts = ["the film was great", "dull", "an awful, boring film from start to end"]
-    ids = clf.encode(texts).numpy().astype(np.int64)
-    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(["logits"], {"input_ids": ids})[0], clf.logits(texts), atol=1e-4, rtol=0)
+    _assert_onnx_matches_pytorch(ckpt, tmp_path)
+
+
+def test_nb_weighted_binary_trigram_mlp_exports_to_onnx(tmp_path) -> None:
+    # binary pooling sorts each row (dedupe_mask); torch's stable sort had no ONNX export, so this failed before
+    options = {"bigram_buckets": "997", "ngram_order": "3", "binary": "true", "pooling": "sqrt", "nb_weighting": "true"}
+    args = [arg for key, value in options.items() for arg in (f"--model.model.init_args.{key}", value)]
+    ckpt = train_checkpoint(tmp_path, "mlp", *args)
+    assert load_classifier(ckpt).model.nb_unigram.max() > 1  # counted, not the initial ones
+    _assert_onnx_matches_pytorch(ckpt, tmp_path)
 
 
 @pytest.mark.parametrize("model_class", ["TextCNN", "MLP"])

@@ -27,13 +27,19 @@ def masked_sqrt_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def dedupe_mask(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """True at the first occurrence in its row of each id of ``ids`` [batch, seq] among the positions where ``mask``
-    is True (False at repeats and at masked positions), so pooling counts every distinct id once."""
-    # masked positions get the largest key: they sort last and never equal a real id
-    keys = torch.where(mask, ids, torch.full_like(ids, torch.iinfo(ids.dtype).max))
-    order = torch.argsort(keys, dim=1, stable=True)
-    ordered = torch.gather(keys, 1, order)
+    is True (False at repeats and at masked positions), so pooling counts every distinct id once.
+
+    Ids must be below 2**40 (vocabularies and hash tables are far smaller)."""
+    seq = ids.shape[1]
+    # One key per position, id * seq + position: all keys differ, so any sort puts repeats of an id next to each other
+    # with the first occurrence first. torch's stable sort would do the same, but has no ONNX export. Masked
+    # positions get an id above every real one: they sort last and never equal a real id.
+    masked_id = torch.full_like(ids, 1 << 40)
+    keys = torch.where(mask, ids, masked_id) * seq + torch.arange(seq, device=ids.device)
+    ordered, order = torch.sort(keys, dim=1)
+    ordered_ids = torch.div(ordered, seq, rounding_mode="floor")
     first = torch.ones_like(mask)
-    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    first[:, 1:] = ordered_ids[:, 1:] != ordered_ids[:, :-1]
     first = first & torch.gather(mask, 1, order)
     # scatter back from sorted order to the original positions
     return torch.zeros_like(mask).scatter(1, order, first)
