@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,6 +73,7 @@ def export(
     out_dir = Path(output)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"--output '{out_dir}' exists and is not a directory; pass a directory path.")
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {
         "tokenizer.json": _serving_tokenizer_json(clf),
@@ -97,6 +99,8 @@ def export(
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
+        if created and not any(out_dir.iterdir()):  # a failed export leaves no empty directory it made
+            out_dir.rmdir()
     console.print(f"Exported to [bold]{out_dir}[/bold]: {', '.join(['model.onnx', *written])}", soft_wrap=True)
     return out_dir
 
@@ -113,17 +117,28 @@ def export_onnx(clf: Classifier, path: Path, opset: int | None = None) -> None:
     with _quiet_exporter(), torch.no_grad():
         # dynamo=True: the torch.export-based exporter, torch's default and maintained path (the TorchScript one
         # is deprecated and slated for removal). external_data=False keeps the weights inside model.onnx.
-        program = torch.onnx.export(
-            wrapped,
-            (example,),
-            input_names=[ONNX_INPUT],
-            output_names=[ONNX_OUTPUT],
-            dynamic_shapes={"input_ids": {0: batch, 1: sequence}},
-            opset_version=opset,
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
+        try:
+            program = torch.onnx.export(
+                wrapped,
+                (example,),
+                input_names=[ONNX_INPUT],
+                output_names=[ONNX_OUTPUT],
+                dynamic_shapes={"input_ids": {0: batch, 1: sequence}},
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+        except Exception as err:  # the exporter raises many types; the user needs the operation it could not map
+            root: BaseException = err
+            while root.__cause__ is not None:  # the innermost error names the operation, the outer ones the step
+                root = root.__cause__
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(root))  # the exporter colours its messages
+            reason = next((line.strip() for line in text.splitlines() if line.strip()), type(root).__name__)
+            raise DataError(
+                f"ONNX export of {type(clf.model).__name__} failed: {reason[:300]} (an operation of this network has "
+                "no ONNX form in torch's exporter; the checkpoint still serves from PyTorch with `textcls predict`)."
+            ) from None
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
     program.save(str(path), external_data=False)

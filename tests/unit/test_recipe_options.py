@@ -142,3 +142,28 @@ def test_embedding_init_std_sets_the_scale_and_keeps_padding_zero(model_class: s
     assert torch.equal(default.embedding.weight, reference.weight)
     with pytest.raises(ValueError, match="embedding_init_std"):
         cls(embedding_init_std=0.0)
+
+
+def test_a_network_the_exporter_cannot_map_is_one_error_line(tmp_path, monkeypatch, capsys) -> None:
+    # A real exporter failure: binary pooling through torch's stable sort (dedupe_mask's first form), which has no
+    # ONNX function.
+    import textcls.models.mlp as mlp_module
+
+    def stable_sort_dedupe(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        keys = torch.where(mask, ids, torch.full_like(ids, torch.iinfo(ids.dtype).max))
+        order = torch.argsort(keys, dim=1, stable=True)
+        ordered = torch.gather(keys, 1, order)
+        first = torch.ones_like(mask)
+        first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+        return torch.zeros_like(mask).scatter(1, order, first & torch.gather(mask, 1, order))
+
+    ckpt = train_checkpoint(tmp_path, "mlp", "--model.model.init_args.binary", "true")
+    monkeypatch.setattr(mlp_module, "dedupe_mask", stable_sort_dedupe)
+    out = tmp_path / "export"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--ckpt_path", str(ckpt), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "ONNX export of MLP failed" in errors[0] and "sort" in errors[0]
+    assert not out.exists()  # nothing half-written
