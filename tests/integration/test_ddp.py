@@ -249,3 +249,26 @@ def test_ddp_resume_mid_epoch_counts_every_rank_s_batches_of_that_epoch(tmp_path
     assert set(got) == {"train/acc", "train/f1", "train/loss_epoch"}
     assert got["train/acc"] == want["train/acc"] and got["train/f1"] == want["train/f1"]
     assert got["train/loss_epoch"] == pytest.approx(want["train/loss_epoch"], rel=1e-6)
+
+
+def test_ddp_ranks_count_nb_weights_over_the_whole_training_split(tmp_path, data):
+    # Each rank counts every training text, not its DistributedSampler shard: the weights of a 2-process fit are
+    # those of a 1-process fit. (Rank 0's buffers reach rank 1 through DDP's buffer broadcast either way.)
+    def nb_fit(runs: Path, *extra: str) -> list[str]:
+        return [
+            "fit", "--config", str(ROOT / "configs/mlp.yaml"),
+            "--data.train_file", str(data["train"]), "--data.val_file", str(data["val"]),
+            "--runs_root", str(runs), "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+            "--model.model.init_args.nb_weighting", "true", "--model.model.init_args.bigram_buckets", "997",
+            *extra,
+        ]  # fmt: skip
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    finish(start(nb_fit(one)))
+    finish(start([*nb_fit(two), "--config", str(ROOT / "configs/trainer/ddp_cpu.yaml")]))
+    [last_one], [last_two] = (list(runs.glob("mlp/*/checkpoints/last.ckpt")) for runs in (one, two))
+    weights_one = torch.load(last_one, weights_only=True)["state_dict"]
+    weights_two = torch.load(last_two, weights_only=True)["state_dict"]
+    for key in ("model.nb_unigram", "model.nb_ngram"):
+        assert weights_one[key].max() > 1  # counted
+        torch.testing.assert_close(weights_two[key], weights_one[key])
