@@ -226,10 +226,12 @@ class TextClassifier(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if self.freeze_embeddings:  # before configure_optimizers, which leaves frozen parameters out
             self._embedding().weight.requires_grad_(False)
-        fresh_fit = stage == "fit" and not self.resuming_fit and self.trainer.ckpt_path is None
-        if fresh_fit and self.pretrained_embeddings:
+        needs_data = self.pretrained_embeddings or getattr(self.model, "nb_weighting", False)
+        if not (needs_data and stage == "fit" and not self.resuming_fit and self.trainer.ckpt_path is None):
+            return  # (a fresh fit only: a resumed one has both in its checkpoint)
+        if self.pretrained_embeddings:
             self._load_pretrained_embeddings(str(self.pretrained_embeddings))
-        if fresh_fit and getattr(self.model, "nb_weighting", False):
+        if getattr(self.model, "nb_weighting", False):
             self._fit_nb_weights()
 
     def _fit_nb_weights(self) -> None:
