@@ -154,24 +154,31 @@ class MLP(nn.Module):
             masks.append(masks[0][:, :-1] & mask[:, 2:])
         return torch.cat(ids, dim=1), torch.cat(masks, dim=1)
 
+    def _terms(self, input_ids: torch.Tensor, dedupe: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(ids, mask) of each row's unigrams and, with an n-gram table, of its hashed n-grams: True at real words
+        only, and with `dedupe` at the first occurrence of each distinct id. forward pools these terms and
+        fit_nb_weights counts them, so the weights are always those of the terms pooled."""
+        real = input_ids != self.pad_id
+        terms = [(input_ids, real)]
+        if self.bigram_embedding is not None:
+            terms.append(self._ngrams(input_ids, real))  # n-grams of real words, repeated or not
+        if dedupe:
+            terms = [(ids, mask & dedupe_mask(ids, mask)) for ids, mask in terms]
+        return terms
+
     @torch.no_grad()
     def fit_nb_weights(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Set the nb_weighting weights from (token ids [batch, seq], labels [batch]) batches of the training data:
         how many texts of each class contain each token and n-gram, then the smoothed log-count ratios."""
         if self.nb_unigram is None:
             raise ValueError("fit_nb_weights needs an MLP built with nb_weighting true")
-        num_classes = self.num_classes
-        tables = [torch.zeros(len(self.nb_unigram), num_classes, dtype=torch.float64)]
+        tables = [torch.zeros(len(self.nb_unigram), self.num_classes, dtype=torch.float64)]
         if self.nb_ngram is not None:
-            tables.append(torch.zeros(len(self.nb_ngram), num_classes, dtype=torch.float64))
+            tables.append(torch.zeros(len(self.nb_ngram), self.num_classes, dtype=torch.float64))
         for input_ids, labels in batches:
             input_ids, labels = input_ids.cpu(), labels.cpu()
-            real = input_ids != self.pad_id
-            terms = [(input_ids, real)]
-            if self.nb_ngram is not None:
-                terms.append(self._ngrams(input_ids, real))
-            for table, (ids, mask) in zip(tables, terms, strict=True):
-                once = mask & dedupe_mask(ids, mask)  # counted once per text, as NBSVM binarises
+            # each term counted once per text, as NBSVM binarises, whether or not the model pools it once (binary)
+            for table, (ids, once) in zip(tables, self._terms(input_ids, dedupe=True), strict=True):
                 rows = labels.unsqueeze(1).expand_as(ids)
                 table.index_put_((ids[once], rows[once]), torch.ones((), dtype=table.dtype), accumulate=True)
         for table, weights in zip(tables, (self.nb_unigram, self.nb_ngram), strict=False):
@@ -182,15 +189,12 @@ class MLP(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Map right-padded token ids [batch, seq] to logits [batch, num_classes]."""
-        real = input_ids != self.pad_id
-        mask = real & dedupe_mask(input_ids, real) if self.binary else real
-        embedded = self.embedding(input_ids)
+        (ids, mask), *ngram_terms = self._terms(input_ids, dedupe=self.binary)
+        embedded = self.embedding(ids)
         if self.nb_unigram is not None:
-            embedded = embedded * self.nb_unigram[input_ids].unsqueeze(-1)
+            embedded = embedded * self.nb_unigram[ids].unsqueeze(-1)
         if self.bigram_embedding is not None:
-            ngram_ids, ngram_mask = self._ngrams(input_ids, real)  # n-grams of real words, repeated or not
-            if self.binary:
-                ngram_mask = ngram_mask & dedupe_mask(ngram_ids, ngram_mask)
+            [(ngram_ids, ngram_mask)] = ngram_terms
             ngrams = self.bigram_embedding(ngram_ids)
             if self.nb_ngram is not None:
                 ngrams = ngrams * self.nb_ngram[ngram_ids].unsqueeze(-1)
