@@ -226,12 +226,13 @@ class TextClassifier(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if self.freeze_embeddings:  # before configure_optimizers, which leaves frozen parameters out
             self._embedding().weight.requires_grad_(False)
-        needs_data = self.pretrained_embeddings or getattr(self.model, "nb_weighting", False)
+        nb_weighting = getattr(self.model, "nb_weighting", False)
+        needs_data = self.pretrained_embeddings or nb_weighting
         if not (needs_data and stage == "fit" and not self.resuming_fit and self.trainer.ckpt_path is None):
             return  # (a fresh fit only: a resumed one has both in its checkpoint)
         if self.pretrained_embeddings:
             self._load_pretrained_embeddings(str(self.pretrained_embeddings))
-        if getattr(self.model, "nb_weighting", False):
+        if nb_weighting:
             self._fit_nb_weights()
 
     def _fit_nb_weights(self) -> None:
