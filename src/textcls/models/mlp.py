@@ -19,11 +19,11 @@ from textcls.models.pooling import (
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 _POOLINGS = ("mean", "max", "sqrt")
 # N-gram hashing: (a, b) -> (a * P1 + b * P2) mod B, and (a, b, c) -> (a * P3 + b * P4 + c * P5) mod B, each product
-# reduced mod B before the sum, so nothing exceeds 2**63 for ids below 2**31. The multipliers are primes near 2**31, so
-# their residues mod any bucket count are large: the first hash, (a * 1000003 + b) mod B, reduced to (3a + b) mod B for
-# B = 50k, 500k and 1M, and put SST-2's 72k training bigrams into 26.6k buckets at any B (these primes: 67.7k of 500k,
-# as a random hash does). The hash is part of a trained table's meaning, so it is a constant with a version number
-# that checkpoints record (NGRAM_HASH_VERSION), not an argument.
+# reduced mod B before the sum, so nothing exceeds 2**63 for ids below 2**31. The multipliers are primes near 2**31, far
+# above the bucket counts in use, so their residues are large: the first hash, (a * 1000003 + b) mod B, reduced to
+# (3a + b) mod B for every B dividing 1,000,000, and put SST-2's 72k training bigrams into 26.5-26.6k buckets at 50k,
+# 500k and 1M (these primes: 67.7k of 500k, as a random hash does). The hash is part of a trained table's meaning, so
+# it is a constant with a version number that checkpoints record (NGRAM_HASH_VERSION), not an argument.
 _NGRAM_PRIMES = (2147483647, 1073741827, 2147483629, 1073741831, 2147483587)
 NGRAM_HASH_VERSION = 2
 
