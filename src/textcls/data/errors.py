@@ -1,9 +1,6 @@
-"""The one exception type for problems a user can fix (a bad file, column, label or setting)."""
+"""The data layer's name for the package's user-error type (see textcls.errors)."""
 
+from textcls.errors import UserError as DataError
+from textcls.errors import user_error
 
-class DataError(ValueError):
-    """A user-fixable data or configuration problem.
-
-    The CLI prints the message as a single line and exits non-zero, without a traceback, so the message
-    must say what is wrong (file, line, column, key) and what to do about it.
-    """
+__all__ = ["DataError", "user_error"]
