@@ -10,7 +10,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+from pytorch_lightning.plugins.precision import MixedPrecision, Precision
+from pytorch_lightning.utilities import GradClipAlgorithmType, rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
@@ -23,6 +24,7 @@ from textcls.optim import (
     build_optimizer,
     check_gradient_clipping,
     check_sparse_optimizer,
+    clip_gradients,
     has_sparse_groups,
     keyword_unset,
     parameter_groups,
@@ -359,6 +361,17 @@ class TextClassifier(pl.LightningModule):
         # Under DDP the file holds the sum over the ranks; only rank 0 takes it back, so nothing is counted twice.
         if "train_stats" in checkpoint and self.global_rank == 0:
             self.train_stats.load_state_dict(checkpoint["train_stats"])
+
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
+    ) -> None:
+        # Plain and mixed precision clip here, fused kernels included (Lightning's AMP plugin would refuse them);
+        # other plugins (DeepSpeed, FSDP) keep their own clipping.
+        plugin = self.trainer.precision_plugin
+        if not gradient_clip_val or type(plugin) not in (Precision, MixedPrecision):
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        clip_gradients(plugin, optimizer, gradient_clip_val, GradClipAlgorithmType(gradient_clip_algorithm or "norm"))
+        return None
 
     def configure_optimizers(self) -> Any:
         groups = parameter_groups(self.model, decay_embeddings=self.decay_embeddings)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.optim import Optimizer
+from pytorch_lightning.plugins.precision import Precision
 from torch.optim.lr_scheduler import LambdaLR
 
 from textcls.data.errors import DataError
@@ -185,3 +186,18 @@ class WarmupCosine(LambdaLR):
             return (step + 1) / (self.warmup_steps + 1)
         progress = min((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1), 1.0)
         return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def clip_gradients(precision: Any, optimizer: Optimizer, clip_val: float, algorithm: Any) -> None:
+    """Clip gradients for any optimizer, fused kernels included, under every precision.
+
+    Lightning's mixed-precision plugin refuses to clip for an optimizer that unscales inside its own step (every fused
+    kernel), whether or not there is a loss scaler. Without a scaler (bf16-mixed, 32-true) nothing is scaled, so
+    clipping is plain clipping. With one (16-mixed) the gradients are unscaled first, as torch's AMP recipe does before
+    clipping; GradScaler.step then sees them unscaled and passes the fused step no scale, only the inf check.
+    """
+    scaler = getattr(precision, "scaler", None)
+    if scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
+        scaler.unscale_(optimizer)
+    # The base plugin's clipping: the same norm / value clipping Lightning applies, without the fused-kernel refusal.
+    Precision.clip_gradients(precision, optimizer, clip_val=clip_val, gradient_clip_algorithm=algorithm)

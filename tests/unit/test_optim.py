@@ -58,3 +58,64 @@ def test_warmup_cosine_needs_a_length():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match="total_steps"):
         WarmupCosine(opt)
+
+
+def _clipped_scaled_step(fused: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One 16-mixed step with a loss scaler and norm clipping at 1.0; the fused Adam unscales inside its step."""
+    from pytorch_lightning.plugins.precision import MixedPrecision
+    from pytorch_lightning.utilities import GradClipAlgorithmType
+
+    from textcls.optim import clip_gradients
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=fused)
+    plugin = MixedPrecision("16-mixed", device="cpu")
+    assert plugin.scaler is not None
+    plugin.scaler.scale(model(torch.randn(8, 4) * 100).pow(2).mean()).backward()
+    if not fused:  # what Lightning's plugin does itself for an optimizer that does not unscale in its step
+        plugin.scaler.unscale_(optimizer)
+    clip_gradients(plugin, optimizer, 1.0, GradClipAlgorithmType.NORM)
+    norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+    plugin.scaler.step(optimizer)
+    plugin.scaler.update()
+    return norm, [p.detach().clone() for p in model.parameters()]
+
+
+def test_fused_adam_clips_unscaled_gradients_under_a_loss_scaler():
+    fused_norm, fused_params = _clipped_scaled_step(fused=True)
+    plain_norm, plain_params = _clipped_scaled_step(fused=False)
+    assert float(fused_norm) == pytest.approx(1.0, rel=1e-4)  # clipped after unscaling, not the scaled gradients
+    assert float(plain_norm) == pytest.approx(1.0, rel=1e-4)
+    for fused, plain in zip(fused_params, plain_params, strict=True):
+        torch.testing.assert_close(fused, plain)
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed-scaler"])
+def test_trainer_steps_with_fused_adam_and_clipping_under_mixed_precision(precision: str):
+    """Lightning's AMP plugin refuses clipping for fused optimizers; TextClassifier clips itself and keeps the kernel."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    from textcls.module import TextClassifier
+
+    class Batches(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+            return {"input_ids": torch.tensor([2 + i % 3, 3, 4, 0]), "labels": torch.tensor(i % 2)}
+
+    model = TextClassifier(MLP(vocab_size=8, num_classes=2, hidden_dims=[4], embedding_dim=4), label_names=["a", "b"])
+    before = [p.detach().clone() for p in model.parameters()]
+    kwargs: dict = {"precision": "bf16-mixed"}
+    if precision == "16-mixed-scaler":  # fp16 autocast with a GradScaler, as 16-mixed on a GPU
+        kwargs = {"plugins": [MixedPrecision("16-mixed", device="cpu")]}
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=2, gradient_clip_val=1.0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, **kwargs,
+    )  # fmt: skip
+    trainer.fit(model, torch.utils.data.DataLoader(Batches(), batch_size=2))
+    assert trainer.global_step == 2
+    assert trainer.optimizers[0].defaults["fused"]
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters(), strict=True))
