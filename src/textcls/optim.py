@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from pytorch_lightning.plugins.precision import Precision
 from torch import nn
 from torch.optim import Optimizer
-from pytorch_lightning.plugins.precision import Precision
 from torch.optim.lr_scheduler import LambdaLR
 
 from textcls.data.errors import DataError

@@ -93,7 +93,7 @@ def test_fused_adam_clips_unscaled_gradients_under_a_loss_scaler():
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed-scaler"])
 def test_trainer_steps_with_fused_adam_and_clipping_under_mixed_precision(precision: str):
-    """Lightning's AMP plugin refuses clipping for fused optimizers; TextClassifier clips itself and keeps the kernel."""
+    """Lightning's AMP plugin refuses to clip for fused optimizers; TextClassifier clips and keeps the kernel."""
     import pytorch_lightning as pl
     from pytorch_lightning.plugins.precision import MixedPrecision
 
