@@ -6,10 +6,11 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pytorch_lightning.plugins.precision import Precision
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
@@ -161,6 +162,9 @@ class WarmupCosine(LambdaLR):
         warmup_fraction: share of `total_steps` spent warming up.
         warmup_steps: warm-up length in steps; overrides `warmup_fraction` when set.
         min_lr_ratio: final learning rate as a fraction of the peak.
+        on_resume: when a resumed run is longer or shorter than the one its checkpoint planned (e.g. a larger
+            `--trainer.max_epochs`), "replan" fits warmup and decay to the new length from the step reached;
+            "keep" keeps the checkpoint's schedule (past its end the rate stays at `min_lr_ratio` x lr).
     """
 
     def __init__(
@@ -170,6 +174,7 @@ class WarmupCosine(LambdaLR):
         warmup_fraction: float = 0.1,
         warmup_steps: int | None = None,
         min_lr_ratio: float = 0.0,
+        on_resume: Literal["replan", "keep"] = "replan",
         last_epoch: int = -1,
     ) -> None:
         if total_steps is None or total_steps < 1:
@@ -179,7 +184,31 @@ class WarmupCosine(LambdaLR):
         self.total_steps = int(total_steps)
         self.warmup_steps = int(warmup_steps if warmup_steps is not None else round(warmup_fraction * total_steps))
         self.min_lr_ratio = min_lr_ratio
+        if on_resume not in ("replan", "keep"):
+            raise ValueError(f"on_resume must be 'replan' or 'keep', got {on_resume!r}.")
+        self.on_resume = on_resume
         super().__init__(optimizer, self.factor, last_epoch)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        planned = (self.total_steps, self.warmup_steps)
+        super().load_state_dict(state_dict)
+        if state_dict.get("total_steps") in (None, planned[0]):
+            return
+        step, old_total = self.last_epoch, self.total_steps
+        if self.on_resume == "replan":
+            self.total_steps, self.warmup_steps = planned
+            for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+                group["lr"] = base * self.factor(step)  # the first resumed step already uses the new plan
+            self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+            rank_zero_info(
+                f"WarmupCosine: resumed at step {step} of a {old_total}-step schedule; re-planned over {planned[0]} "
+                "steps (the run's new length). Pass --model.lr_scheduler.init_args.on_resume keep to keep the old one."
+            )
+        else:
+            rank_zero_info(
+                f"WarmupCosine: resumed at step {step}; keeping the checkpoint's {old_total}-step schedule although "
+                f"the run is now {planned[0]} steps (on_resume keep); past step {old_total} it stays at the floor."
+            )
 
     def factor(self, step: int) -> float:
         if step < self.warmup_steps:

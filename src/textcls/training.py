@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -341,11 +342,16 @@ def _resume_command(argv: list[str], path: Path) -> list[str]:
 
 
 def newest_last_checkpoint(runs_root: Path, experiment: str) -> Path | None:
-    """The most recently written `last.ckpt` under runs/<experiment>/<run>/checkpoints/ that is complete.
+    """The most recently written complete `last.ckpt` under runs/<experiment>/<run>/checkpoints/, if any."""
+    return next(complete_last_checkpoints(runs_root, experiment), None)
+
+
+def complete_last_checkpoints(runs_root: Path, experiment: str) -> Iterator[Path]:
+    """The complete `last.ckpt` files under runs/<experiment>/<run>/checkpoints/, newest first.
 
     A checkpoint is complete when torch can read it (`weights_only=True`); a partly written one from a crash is
-    skipped with a message, and the next newest is taken. DeepSpeed writes `last.ckpt` as a directory; it counts as
-    complete once DeepSpeed's `latest` file names a tag folder that holds the model states (written last).
+    skipped with a message. DeepSpeed writes `last.ckpt` as a directory; it counts as complete once DeepSpeed's
+    `latest` file names a tag folder that holds the model states (written last).
     """
     candidates = sorted(
         (runs_root / experiment).glob("*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True
@@ -353,16 +359,16 @@ def newest_last_checkpoint(runs_root: Path, experiment: str) -> Path | None:
     for path in candidates:
         if path.is_dir():
             if _complete_deepspeed_checkpoint(path):
-                return path
-            rank_zero_info(f"skipping incomplete DeepSpeed checkpoint directory {path}")
+                yield path
+            else:
+                rank_zero_info(f"skipping incomplete DeepSpeed checkpoint directory {path}")
             continue
         try:
             torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as err:  # torch raises many types for a truncated file
             rank_zero_info(f"skipping unreadable checkpoint {path} ({type(err).__name__})")
             continue
-        return path
-    return None
+        yield path
 
 
 def _complete_deepspeed_checkpoint(path: Path) -> bool:

@@ -4,7 +4,8 @@ Python API."""
 
 from __future__ import annotations
 
-import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +23,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"checkpoint '{path}' does not exist or is not a file; pass the path of a .ckpt file.")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on a pickle protocol it does not expect: the error says more
+            warnings.simplefilter("ignore", UserWarning)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a truncated, foreign or unsafe file
-        message = str(err)
-        if "Unsupported global" in message:
-            reason = "it contains pickled Python objects, which are never loaded, for safety"
-        elif (
-            isinstance(err, (EOFError, pickle.UnpicklingError))
-            or "zip archive" in message
-            or "central directory" in message
-        ):
-            reason = "the file is truncated or not a PyTorch checkpoint"
-        else:
-            reason = f"{type(err).__name__}: {message.strip().splitlines()[0][:120] if message.strip() else ''}"
-        raise DataError(
-            f"'{path}' is not a readable checkpoint ({reason}); pass a complete .ckpt file written by `textcls fit`."
-        ) from None
+        raise DataError(f"'{path}' is not a readable checkpoint ({_load_failure(err)}).") from None
     if not isinstance(checkpoint, dict):
         raise DataError(f"'{path}' is not a textcls checkpoint (it holds a {type(checkpoint).__name__}, not a dict).")
     missing = [key for key in ("state_dict", "hyper_parameters", DATA_STATE_KEY) if key not in checkpoint]
@@ -53,3 +43,17 @@ def load_checkpoint_state(path: str | Path) -> dict[str, Any]:
     """The tokenizer and label names stored in a textcls checkpoint."""
     state: dict[str, Any] = read_checkpoint(path)[DATA_STATE_KEY]
     return state
+
+
+def _load_failure(err: Exception) -> str:
+    """Why torch.load(weights_only=True) refused the file, and what to do, in words a user can act on."""
+    message = str(err)
+    if "Weights only load failed" in message or "Unsupported global" in message:
+        found = re.search(r"GLOBAL ([\w.]+)", message)
+        named = f" ({found.group(1)})" if found else ""
+        return (
+            f"it holds pickled Python objects{named}, which safe loading (torch.load weights_only=True) refuses, "
+            "because unpickling them could run code; use a checkpoint written by `textcls fit`, from a source you trust"
+        )
+    # Anything else torch raises (EOFError, UnpicklingError, zip errors, IndexError on a text file ...) means the same.
+    return "the file is truncated or not a PyTorch checkpoint; pass a complete .ckpt file written by `textcls fit`"

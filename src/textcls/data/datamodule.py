@@ -111,6 +111,9 @@ class TextDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
+        # Every setting as given, kept in the checkpoint: a resumed fit continues with the run's own data, and
+        # test / predict / export read texts as training did without the user repeating a flag.
+        self.settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         _check_setting(0 < val_fraction < 1, "val_fraction", val_fraction, "a number between 0 and 1, e.g. 0.1")
         _check_setting(batch_size > 0, "batch_size", batch_size, "a positive integer")
         _check_setting(eval_batch_size is None or eval_batch_size > 0, "eval_batch_size", eval_batch_size, "positive")
@@ -235,11 +238,13 @@ class TextDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """Plain data only, so the checkpoint loads with `torch.load(weights_only=True)`. `max_length` lets
-        prediction and export truncate texts as training did."""
+        prediction and export truncate texts as training did; `settings` are this DataModule's arguments."""
+        settings = dict(self.settings, dataset=DEMO if self.use_demo else self.dataset)
         return {
             "tokenizer": self.tokenizer.to_json(),
             "label_names": list(self.label_names),
             "max_length": self.max_length,
+            "settings": settings,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
