@@ -6,7 +6,7 @@ TORCH_INDEX ?=
 CONFIG ?= configs/textcnn.yaml
 ARGS ?=
 PYTEST_ARGS ?=
-# Experiment tracking: W&B sweep, the same search with Optuna, and the optimizer study (docs/sections/tracking.md).
+# Experiment tracking: W&B sweep, the same search with Optuna, and the optimizer study (docs/tracking.md).
 SWEEP_CONFIG ?= configs/sweeps/textcnn.yaml
 SWEEP_COUNT ?= 10
 WANDB_PROJECT ?= textcls
@@ -20,7 +20,7 @@ TORCH_INDEX_ARGS = $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 STAMP = .venv/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format bench accuracy clean sweep sweep-local compare-optimizers
+.PHONY: help install train test test-fast lint format docs docs-serve bench accuracy clean sweep sweep-local compare-optimizers
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) \
@@ -53,6 +53,13 @@ lint: $(STAMP) ## ruff check, ruff format --check, mypy
 format: $(STAMP) ## fix imports and lint autofixes, then format
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
+
+# The documentation site (mkdocs.yml, docs/): strict, so a broken link or a page missing from the nav fails the build.
+docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict, works offline)
+	.venv/bin/mkdocs build --strict
+
+docs-serve: $(STAMP) ## preview the documentation site at http://127.0.0.1:8000
+	.venv/bin/mkdocs serve --dev-addr 127.0.0.1:8000
 
 bench: $(STAMP) ## run every benchmarks/*.py except those that need a data set (accuracy.py: make accuracy)
 	@for f in $(sort $(filter-out benchmarks/accuracy.py benchmarks/mlp_vs_fasttext.py,$(wildcard benchmarks/*.py))); do \
