@@ -1,6 +1,6 @@
-"""A checkpoint from elsewhere is untrusted input: the classes it may name, and whether its weights fit its record.
+"""Reading a checkpoint, which is untrusted input: safely, then the classes it may name and whether its weights fit.
 
-`torch.load(weights_only=True)` (textcls.data.checkpoint) keeps a file from running code while it is read. What the
+`torch.load(weights_only=True)` (read_checkpoint) keeps a file from running code while it is read. What the
 file then says is still only data: the class paths in its hyper-parameters are imported by whoever builds the model,
 optimizer and schedule, so each one is checked here first, against textcls's own networks and schedule, torch's
 optimizers and schedulers, and whatever the user names on the command line or in a config file. Like `transformers`'
@@ -9,6 +9,8 @@ optimizers and schedulers, and whatever the user names on the command line or in
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from textcls.data.checkpoint import DATA_STATE_KEY, read_checkpoint
 from textcls.errors import UserError
+
+# Lightning stores `datamodule.state_dict()` under the DataModule's class name (tested against TextDataModule).
+DATA_STATE_KEY = "TextDataModule"
 
 #: classes of textcls itself that a checkpoint may name
 TEXTCLS_CLASSES = ("textcls.models.TextCNN", "textcls.models.MLP", "textcls.optim.WarmupCosine")
@@ -28,6 +32,42 @@ TORCH_MODULES: dict[str, tuple[type, ...]] = {
 }
 # The hyper-parameters whose plain string values jsonargparse resolves as import paths (class and callable types).
 _CLASS_KEYS = ("model", "optimizer", "lr_scheduler")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's contents, checked to be a textcls checkpoint; any problem is a `DataError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint '{path}' does not exist or is not a file; pass the path of a .ckpt file.")
+    try:
+        with warnings.catch_warnings():  # torch's note on a pickle protocol it does not expect: the error says more
+            warnings.simplefilter("ignore", UserWarning)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a truncated, foreign or unsafe file
+        raise UserError(f"'{path}' is not a readable checkpoint ({_load_failure(err)}).") from None
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"'{path}' is not a textcls checkpoint (it holds a {type(checkpoint).__name__}, not a dict).")
+    missing = [key for key in ("state_dict", "hyper_parameters", DATA_STATE_KEY) if key not in checkpoint]
+    if missing:
+        raise UserError(f"'{path}' is not a textcls checkpoint: it has no {', '.join(map(repr, missing))}.")
+    state = checkpoint[DATA_STATE_KEY]
+    if not isinstance(state, dict) or not isinstance(state.get("tokenizer"), str) or not state.get("label_names"):
+        raise UserError(f"'{path}' is not a textcls checkpoint: {DATA_STATE_KEY!r} lacks the tokenizer or label names.")
+    return checkpoint
+
+
+def _load_failure(err: Exception) -> str:
+    """Why torch.load(weights_only=True) refused the file, and what to do, in words a user can act on."""
+    message = str(err)
+    if "Weights only load failed" in message or "Unsupported global" in message:
+        found = re.search(r"GLOBAL ([\w.]+)", message)
+        named = f" ({found.group(1)})" if found else ""
+        return (
+            f"it holds pickled Python objects{named}, which safe loading (torch.load weights_only=True) refuses, "
+            "because unpickling them could run code; use a checkpoint written by `textcls fit`, from a source you trust"
+        )
+    # Anything else torch raises (EOFError, UnpicklingError, zip errors, IndexError on a text file ...) means the same.
+    return "the file is truncated or not a PyTorch checkpoint; pass a complete .ckpt file written by `textcls fit`"
 
 
 def load_checkpoint(path: str | Path, trusted: Collection[str] = ()) -> dict[str, Any]:
@@ -134,3 +174,9 @@ def check_weights_fit(model: nn.Module, state_dict: Mapping[str, torch.Tensor], 
 
 def _few(items: Sequence[str]) -> str:
     return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+
+def load_checkpoint_state(path: str | Path) -> dict[str, Any]:
+    """The tokenizer and label names of a checked textcls checkpoint (for --data.tokenizer_file)."""
+    state: dict[str, Any] = load_checkpoint(path)[DATA_STATE_KEY]
+    return state

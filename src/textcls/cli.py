@@ -15,11 +15,13 @@ from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
 from rich.markup import escape
 
+import textcls.models  # noqa: F401  (so the networks' short names resolve: --model.model TextCNN)
 from textcls import run_config
 from textcls.callbacks import EpochSummary, PredictionWriter
 from textcls.checkpoint import check_weights_fit
 from textcls.config_checks import check_config
 from textcls.data import DataError, TextDataModule
+from textcls.help import ShortHelpFormatter
 from textcls.module import NonFiniteLossError, TextClassifier
 from textcls.reporting import ClassificationReport
 from textcls.rundir import RUN_DIR_ENV, discard_empty_run_dir, new_run_dir
@@ -41,9 +43,12 @@ class TextclsCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("seed_everything_default", 42)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        # `export` is dispatched in main(), outside LightningCLI; the epilog is how `textcls --help` tells of it.
-        epilog = "Also: textcls export --ckpt_path CKPT --output DIR (ONNX; see textcls export --help)."
-        kwargs.setdefault("parser_kwargs", {"epilog": epilog})
+        # `export` and `serve` are dispatched outside LightningCLI; the epilog is how `textcls --help` tells of them.
+        epilog = (
+            "Also: textcls export --ckpt_path CKPT --output DIR (ONNX; see textcls export --help), and "
+            "textcls serve --ckpt_path CKPT | --model_dir DIR (HTTP; see textcls serve --help)."
+        )
+        kwargs.setdefault("parser_kwargs", {"epilog": epilog, "formatter_class": ShortHelpFormatter})
         kwargs.setdefault(
             "trainer_defaults",
             {

@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from textcls.data.checkpoint import DATA_STATE_KEY, read_checkpoint
+from textcls.checkpoint import DATA_STATE_KEY, check_classes, check_consistency, named_classes, read_checkpoint
 from textcls.data.errors import DataError
 from textcls.data.tokenizer import SMALL_CALL_TEXTS, WordTokenizer
 
@@ -173,6 +173,9 @@ def load_classifier(
             read from the checkpoint, so only code you trust belongs here.
     """
     checkpoint = read_checkpoint(path)
+    named = named_classes(checkpoint.get("hyper_parameters") or {})
+    check_classes(checkpoint, path, trusted={c for _, c in named if c.startswith(tuple(trusted_model_prefixes))})
+    check_consistency(checkpoint, path)
     model = build_model(checkpoint, path, trusted_model_prefixes)
     state = checkpoint[DATA_STATE_KEY]
     tokenizer = WordTokenizer.from_json(state["tokenizer"], f"'{path}' (tokenizer)")

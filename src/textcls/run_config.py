@@ -16,8 +16,7 @@ from typing import Any
 import torch
 import yaml
 
-from textcls.checkpoint import load_checkpoint
-from textcls.data.checkpoint import DATA_STATE_KEY
+from textcls.checkpoint import DATA_STATE_KEY, load_checkpoint
 from textcls.errors import UserError
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")

@@ -102,7 +102,7 @@ def test_blank_texts_are_dropped_with_a_warning_by_default(tmp_path):
 
 
 def test_checkpoint_key_is_where_lightning_stores_the_datamodule_state():
-    from textcls.data.checkpoint import DATA_STATE_KEY
+    from textcls.checkpoint import DATA_STATE_KEY
 
     assert TextDataModule.__qualname__ == DATA_STATE_KEY
 

@@ -119,3 +119,31 @@ def test_trainer_steps_with_fused_adam_and_clipping_under_mixed_precision(precis
     assert trainer.global_step == 2
     assert trainer.optimizers[0].defaults["fused"]
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("on_resume", ["replan", "keep"])
+def test_warmup_cosine_resumed_with_a_longer_run_replans_or_keeps(on_resume: str, caplog):
+    def schedule(total: int) -> WarmupCosine:
+        optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+        return WarmupCosine(optimizer, total_steps=total, warmup_steps=2, min_lr_ratio=0.1, on_resume=on_resume)
+
+    short = schedule(10)
+    for _ in range(10):
+        short.optimizer.step()
+        short.step()
+    assert short.get_last_lr()[0] == pytest.approx(0.1)  # the end of the 10-step plan: the floor
+    longer = schedule(20)  # the resumed run plans 20 steps; Lightning then restores the optimizer, then the schedule
+    longer.optimizer.load_state_dict(short.optimizer.state_dict())
+    longer.load_state_dict(short.state_dict())
+    lr = longer.optimizer.param_groups[0]["lr"]
+    if on_resume == "replan":
+        assert longer.total_steps == 20
+        assert lr == pytest.approx(longer.factor(10)) and lr > 0.5  # half-way down the new cosine, not the floor
+    else:
+        assert longer.total_steps == 10 and lr == pytest.approx(0.1)
+    longer.optimizer.step()
+    longer.step()
+    expected = schedule(20).factor(11) if on_resume == "replan" else 0.1
+    assert longer.get_last_lr()[0] == pytest.approx(expected)
+    said = [r.getMessage() for r in caplog.records if "WarmupCosine: resumed at step 10" in r.getMessage()]
+    assert len(said) == 1 and ("re-planned over 20" in said[0]) == (on_resume == "replan")

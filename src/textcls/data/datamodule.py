@@ -16,10 +16,10 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, SequentialSampler
 
+from textcls.checkpoint import load_checkpoint_state
 from textcls.data.batching import BucketBatchSampler, TokenizedDataset, passthrough_collate
 from textcls.data.build import EMPTY_TEXT, Columns, TrainSettings, build_eval_entry, build_train_entry, warn_dropped
 from textcls.data.cache import cache_key, default_cache_dir, get_or_build
-from textcls.data.checkpoint import load_checkpoint_state
 from textcls.data.errors import DataError
 from textcls.data.resumable import ResumableDataLoader, distributed_eval_sampler
 from textcls.data.sources import FORMATS, FileSource, Source, TableSource
@@ -275,6 +275,22 @@ class TextDataModule(pl.LightningDataModule):
         for start in range(0, len(dataset), batch_size):
             batch = dataset.__getitems__(list(range(start, min(start + batch_size, len(dataset)))))
             yield batch["input_ids"], batch["labels"]
+
+    def predict_columns(self, names: list[str]) -> pa.Table:
+        """Columns `names` of the predict file as read (strings), one row per predicted text in input order: for
+        output that carries input columns (an id) through. Read from the file, not the cache, which keeps token ids
+        only."""
+        source = self._source("predict")
+        if source is None:
+            raise DataError("no predict data: pass --data.predict_file.")
+        available = source.column_names()
+        missing = [name for name in names if name not in available]
+        if missing:
+            raise DataError(
+                f"{source.name} has no column {missing[0]!r} (--predictions.keep_columns); its columns are "
+                f"{', '.join(available)}: keep some of those."
+            )
+        return pa.Table.from_batches([batch.select(names) for batch in source.batches()])
 
     def val_dataloader(self) -> DataLoader:
         dataset = self._dataset("validation")
