@@ -1,6 +1,6 @@
 """`python -m textcls` is the `textcls` command."""
 
-from textcls.cli import main
+from textcls.entry import main
 
 if __name__ == "__main__":
     main()
