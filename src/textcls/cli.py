@@ -177,12 +177,15 @@ class TextclsCLI(LightningCLI):
         finish_wandb(trainer)
 
     def after_validate(self) -> None:
+        _print_run_summary(self.trainer, best=False)
         finish_wandb(self.trainer)
 
     def after_test(self) -> None:
+        _print_run_summary(self.trainer, best=False)
         finish_wandb(self.trainer)
 
     def after_predict(self) -> None:
+        _print_run_summary(self.trainer, best=False)
         finish_wandb(self.trainer)
 
 
@@ -233,13 +236,14 @@ def _has_test_data(datamodule: TextDataModule) -> bool:
 
 
 @rank_zero_only
-def _print_run_summary(trainer: Any) -> None:
+def _print_run_summary(trainer: Any, best: bool = True) -> None:
+    """The run directory (every subcommand), and after fit the best checkpoint."""
     checkpoint = trainer.checkpoint_callback
-    best = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
+    best_path = getattr(checkpoint, "best_model_path", "") if checkpoint and best else ""
     console.print(f"Run directory: [bold]{trainer.default_root_dir}[/bold]", soft_wrap=True)
-    if best:
+    if best_path:
         console.print(
-            f"Best checkpoint: {best} (val/acc {float(checkpoint.best_model_score or 0):.4f})", soft_wrap=True
+            f"Best checkpoint: {best_path} (val/acc {float(checkpoint.best_model_score or 0):.4f})", soft_wrap=True
         )
 
 

@@ -2,8 +2,9 @@
 
 `fit --ckpt_path` continues a run with that run's model and data settings; `validate`, `test`, `predict` (and
 `export`) read texts as training did. Precedence, lowest first: the parser's defaults, the experiment's own config
-file (the first `--config`, which names the run's folder under runs/), the checkpoint, every other `--config` file,
-then the command-line flags. The checkpoint is checked (classes, consistency) before any of it reaches the parser.
+file (the first `--config`, when the run's folder runs/<experiment>/ carries its name), the checkpoint, every other
+`--config` file, then the command-line flags. The checkpoint is checked (classes, consistency) before any of it
+reaches the parser.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def plan(argv: list[str], announce: Any = print) -> CheckpointPlan:
         raise UserError(f"--ckpt_path '{path}' does not exist or is not a file; pass the path of a .ckpt file.")
     checkpoint = load_checkpoint(path, trusted=user_strings(argv))
     defaults = yaml.safe_dump(checkpoint_config(checkpoint, subcommand, path))
-    position = _after_experiment_config(argv, argv.index(subcommand) + 1)
+    position = _after_experiment_config(argv, argv.index(subcommand) + 1, _experiment_of(path))
     # The resolved path goes last, so it also replaces a `last` given in a config file.
     merged = [*argv[:position], "--config", defaults, *argv[position:], "--ckpt_path", str(path)]
     return CheckpointPlan(merged, checkpoint, path)
@@ -169,14 +170,21 @@ def _config_files(argv: list[str]) -> list[str]:
     return files
 
 
-def _after_experiment_config(argv: list[str], start: int) -> int:
-    """Just after the first --config of the subcommand (the experiment's own file), else `start`."""
+def _after_experiment_config(argv: list[str], start: int, experiment: str | None) -> int:
+    """Just after the subcommand's first --config when it is the experiment's own file (the one whose name the
+    run's folder under runs/ carries), else `start`."""
     for i in range(start, len(argv)):
         if argv[i] in ("--config", "-c") and i + 1 < len(argv):
-            return i + 2
+            return i + 2 if Path(argv[i + 1]).stem == experiment else start
         if argv[i].startswith("--config="):
-            return i + 1
+            return i + 1 if Path(argv[i].split("=", 1)[1]).stem == experiment else start
     return start
+
+
+def _experiment_of(path: Path) -> str | None:
+    """runs/<experiment>/<run>/checkpoints/<file>.ckpt -> <experiment>."""
+    parents = path.resolve().parents
+    return parents[2].name if len(parents) > 2 and parents[0].name == "checkpoints" else None
 
 
 def _read_yaml(path: str) -> Any:

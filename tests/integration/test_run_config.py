@@ -93,13 +93,14 @@ def test_last_never_picks_a_run_trained_on_other_data(trained, capsys):
 
 
 @pytest.mark.slow
-def test_test_and_predict_need_only_the_checkpoint_and_the_file(trained):
+def test_test_and_predict_need_only_the_checkpoint_and_the_file(trained, capsys):
     tmp, run_dir = trained
     best = run_dir / "checkpoints/best.ckpt"
     test_file = write_tickets(tmp / "test.csv", 30, prefix="test ")
     cli = TextclsCLI(args=["test", "--ckpt_path", str(best), "--data.test_file", str(test_file), *QUIET])
     assert cli.datamodule.text_columns == ["subject_line"] and cli.datamodule.label_column == "category"
     assert "test/acc" in cli.trainer.callback_metrics
+    assert f"Run directory: {cli.trainer.default_root_dir}" in capsys.readouterr().out  # every subcommand says it
     predict_file = tmp / "predict.csv"
     predict_file.write_text("ticket_id,subject_line\nq1,refund please\nq2,it crashed\n", encoding="utf-8")
     cli = TextclsCLI(args=["predict", "--ckpt_path", str(best), "--data.predict_file", str(predict_file), *QUIET])
@@ -120,7 +121,8 @@ def test_command_line_and_config_files_beat_the_checkpoint(trained, tmp_path):
               "--model.model.init_args.dropout", "0.05", *QUIET]
     )  # fmt: skip
     assert cli.model.label_smoothing == 0.2  # the config file's, not the checkpoint's 0.0
-    assert cli.model.model.dropout.p == 0.05  # the flag's, not the checkpoint's 0.3
+    dropouts = [m.p for m in cli.model.model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and set(dropouts) == {0.05}  # the flag's, not the checkpoint's 0.3
     assert cli.model.model.bigram_buckets == 100  # not given by the user: the checkpoint's
     cli = TextclsCLI(
         args=["test", "--config", str(config), "--data.test_file", str(test_file), "--model.label_smoothing", "0.3",
