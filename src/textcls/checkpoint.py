@@ -134,6 +134,12 @@ def check_consistency(checkpoint: Mapping[str, Any], path: str | Path) -> None:
     if len(names) < 2 or duplicates:
         reason = f"duplicate label names {duplicates}" if duplicates else f"fewer than two labels ({names})"
         raise UserError(f"checkpoint '{path}' is inconsistent: {reason}; retrain it with `textcls fit`.")
+    max_length = checkpoint[DATA_STATE_KEY].get("max_length", 1)
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+        raise UserError(
+            f"checkpoint '{path}' is inconsistent: its recorded max_length is {max_length!r}, not a positive number "
+            "of tokens; retrain it with `textcls fit`."
+        )
     spec = (checkpoint.get("hyper_parameters") or {}).get("model")
     classes = spec.get("init_args", {}).get("num_classes") if isinstance(spec, Mapping) else None
     if isinstance(classes, int) and classes != len(names):

@@ -170,7 +170,7 @@ def test_broken_checkpoints_raise_data_errors(checkpoints, tmp_path):
 
     hparams = {**good["hyper_parameters"], "model": {"class_path": "subprocess.Popen", "init_args": {"args": "true"}}}
     torch.save({**good, "hyper_parameters": hparams}, tmp_path / "popen.ckpt")
-    cases["untrusted-class"] = (tmp_path / "popen.ckpt", "outside the trusted prefixes")
+    cases["untrusted-class"] = (tmp_path / "popen.ckpt", "names the class 'subprocess.Popen'")
 
     for name, (path, expected) in cases.items():
         with pytest.raises(DataError) as caught:
