@@ -55,13 +55,20 @@ def texts_and_labels(source: Source, columns: Columns) -> Iterator[tuple[int, pa
         if missing:
             raise DataError(
                 f"{source.name} has no text column {missing[0]!r}; columns found: {', '.join(names) or 'none'}. "
-                "Set --data.text_column."
+                f"Set --data.text_column{_delimiter_hint(source, names)}."
             )
         if columns.label is not None and columns.label not in names:
             raise DataError(
                 f"{source.name} has no label column {columns.label!r}; columns found: {', '.join(names)}. "
-                "Set --data.label_column."
+                f"Set --data.label_column{_delimiter_hint(source, names)}."
             )
+        for name in [*columns.text, *([columns.label] if columns.label is not None else [])]:
+            kind = batch.schema.field(name).type
+            if not pa.types.is_string(kind):
+                raise DataError(
+                    f"{source.name}: column {name!r} holds {kind} values, not text; use a column of strings "
+                    "(or numbers) for the text and the label."
+                )
         parts = [pc.fill_null(batch.column(c), "") for c in columns.text]
         text = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, " ")
         label = None
@@ -72,6 +79,17 @@ def texts_and_labels(source: Source, columns: Columns) -> Iterator[tuple[int, pa
         first_row += len(batch)
     if first_row == 1:
         raise DataError(f"{source.name} has a header but no data rows; add at least one labelled row.")
+
+
+def _delimiter_hint(source: Source, names: list[str]) -> str:
+    """A CSV header read as one column that contains another separator was written with that separator."""
+    if len(names) != 1 or getattr(source, "fmt", None) != "csv":
+        return ""
+    for separator, word in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if separator in names[0]:
+            advice = "name the file .tsv or pass --data.format tsv" if separator == "\t" else "convert it to commas"
+            return f" (the header looks separated by {word}, but the file is read as comma-separated: {advice})"
+    return ""
 
 
 def scan(source: Source, columns: Columns, empty_text: str, counter: VocabCounter | None = None) -> Scan:

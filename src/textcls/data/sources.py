@@ -7,11 +7,11 @@ can tell, the line or row.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import re
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +21,17 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import xxhash
 
+from textcls.data.csvscan import csv_problem
 from textcls.data.errors import DataError
+from textcls.data.jsonscan import check_nesting, json_problem
+from textcls.data.rawtext import (
+    check_text_file,
+    first_line_with,
+    first_undecodable_line,
+    nul_error,
+    open_bytes,
+    read_error,
+)
 
 #: Rows handed on per batch: up to this much text (or REBATCH_ROWS rows), so the tokenizer has work for every core.
 BLOCK_BYTES = 16 << 20
@@ -46,18 +56,33 @@ EXTENSIONS = {
     ".txt": "txt",
 }
 LINE_FORMATS = ("labeltext", "fasttext", "lines")
+FORMAT_NAMES = {"csv": "CSV", "tsv": "TSV", "jsonl": "JSON Lines"}
 FASTTEXT_PREFIX = "__label__"
 
 
 def check_readable(path: str | Path, what: str) -> Path:
-    """Fail with a clear message for a missing path, a directory given as a file, or an empty file."""
+    """Fail with a clear message for a missing path, a directory, a pipe or device, an unreadable or empty file."""
     p = Path(path).expanduser()
-    if not p.exists():
-        raise DataError(f"{what} '{p}' does not exist; check the path (relative paths start at {Path.cwd()}).")
-    if p.is_dir():
+    try:
+        info = p.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        where = f"relative paths start at {Path.cwd()}"
+        raise DataError(f"{what} '{p}' does not exist; check the path ({where}).") from None
+    except OSError as err:
+        raise DataError(f"{what} '{p}' cannot be read ({err.strerror or err}); check the path.") from None
+    if stat.S_ISDIR(info.st_mode):
         raise DataError(f"{what} '{p}' is a directory; give the path of a file inside it.")
-    if p.stat().st_size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(
+            f"{what} '{p}' is not a regular file (a pipe, socket or device); textcls reads a data file more than "
+            "once (to hash, check and encode it), so save the data to a file and pass that."
+        )
+    if info.st_size == 0:
         raise DataError(f"{what} '{p}' is empty; it needs a header line and at least one row.")
+    try:
+        p.open("rb").close()
+    except OSError as err:
+        raise DataError(f"{what} '{p}' cannot be read ({err.strerror or err}); check its permissions.") from None
     return p
 
 
@@ -81,8 +106,12 @@ def resolve_format(path: Path, fmt: str | None, labelled: bool) -> str:
         return found
     if not labelled:
         return "lines"
-    with path.open("rb") as handle:
-        return "fasttext" if handle.read(len(FASTTEXT_PREFIX)) == FASTTEXT_PREFIX.encode() else "labeltext"
+    try:
+        with open_bytes(path) as handle:
+            start = handle.read(len(FASTTEXT_PREFIX))
+    except OSError as err:
+        raise read_error(f"file '{path}'", path, err) from None
+    return "fasttext" if start == FASTTEXT_PREFIX.encode() else "labeltext"
 
 
 def file_fingerprint(path: Path) -> str:
@@ -132,25 +161,34 @@ class FileSource(Source):
         self.row_word = "line" if self.fmt in LINE_FORMATS else "data row"
         self.text_name, self.label_name = text_name, label_name
         self._fingerprint: str | None = None
+        self._looked_at = False  # the first bytes were checked (check_text_file)
+        self._strictly_read = False  # csvscan has read the whole file without a problem
+        self._nesting_checked = False
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            self._fingerprint = f"{self.fmt}:{file_fingerprint(self.path)}"
+            try:
+                self._fingerprint = f"{self.fmt}:{file_fingerprint(self.path)}"
+            except OSError as err:
+                raise read_error(self.name, self.path, err) from None
         return self._fingerprint
 
     def column_names(self) -> list[str]:
+        self._look()
         if self.fmt in LINE_FORMATS:
             return [self.text_name] if self.fmt == "lines" else [self.label_name, self.text_name]
         if self.fmt == "parquet":
             try:
-                return list(pq.ParquetFile(self.path).schema_arrow.names)
-            except (pa.ArrowInvalid, OSError) as err:
+                names = list(pq.ParquetFile(self.path).schema_arrow.names)
+            except (pa.ArrowException, OSError) as err:
                 raise DataError(f"{self.name} could not be read as Parquet: {_short(err)}") from None
+            return self._unique(names)
         if self.fmt in ("csv", "tsv"):
             return self._header_names()
         return next(self.batches()).schema.names
 
     def batches(self) -> Iterator[pa.RecordBatch]:
+        self._look()
         readers: dict[str, Callable[[], Iterator[pa.RecordBatch]]] = {
             "csv": self._csv_batches,
             "tsv": self._csv_batches,
@@ -161,18 +199,38 @@ class FileSource(Source):
         seen_rows = False
         pending: list[pa.RecordBatch] = []
         rows = size = 0
-        for batch in reader():
-            seen_rows = True
-            pending.append(_all_strings(batch, self.name))
-            rows, size = rows + len(batch), size + batch.nbytes
-            if rows >= REBATCH_ROWS or size >= BLOCK_BYTES:
-                yield _concat(pending)
-                pending, rows, size = [], 0, 0
+        try:
+            for batch in reader():
+                if not seen_rows:
+                    self._unique(batch.schema.names)
+                seen_rows = True
+                pending.append(_all_strings(batch))
+                rows, size = rows + len(batch), size + batch.nbytes
+                if rows >= REBATCH_ROWS or size >= BLOCK_BYTES:
+                    yield _concat(pending)
+                    pending, rows, size = [], 0, 0
+        except OSError as err:  # a compressed stream that ends early, an I/O error
+            raise read_error(self.name, self.path, err) from None
         if pending:
             yield _concat(pending)
         if not seen_rows and self.fmt not in LINE_FORMATS:
             # Header-only: the readers produce no batch at all; messages need the columns, so yield an empty one.
             yield self._empty_batch()
+
+    def _look(self) -> None:
+        """Refuse binary, mis-named compressed or non-UTF-8 files before a parser misreads them."""
+        if not self._looked_at and self.fmt != "parquet":
+            check_text_file(self.path, self.name, FORMAT_NAMES.get(self.fmt, "text"))
+        self._looked_at = True
+
+    def _unique(self, names: list[str]) -> list[str]:
+        repeated = next((n for n in names if names.count(n) > 1), None)
+        if repeated is not None:
+            raise DataError(
+                f"{self.name}: the column {repeated!r} appears {names.count(repeated)} times in its header; "
+                "give every column a different name."
+            )
+        return names
 
     def _empty_batch(self) -> pa.RecordBatch:
         names = self.column_names() if self.fmt == "parquet" else self._header_names()
@@ -182,18 +240,19 @@ class FileSource(Source):
         if self.fmt == "jsonl":
             return []
         try:
-            # open_csv parses the first block; skip bad rows there, the full read reports them with line numbers.
-            options = self._csv_parse_options(lambda row: "skip")
             for block in self._block_sizes():
                 try:
                     read = pacsv.ReadOptions(block_size=block)
-                    return list(pacsv.open_csv(self.path, read_options=read, parse_options=options).schema.names)
+                    reader = pacsv.open_csv(self.path, read_options=read, parse_options=self._csv_parse_options())
+                    return self._unique(list(reader.schema.names))
                 except pa.ArrowInvalid as err:
                     if not _row_longer_than_block(err):
                         raise
             raise DataError(f"{self.name}: a row is longer than {MAX_READ_BLOCK >> 20} MB.")
         except pa.ArrowInvalid as err:
-            raise self._csv_error(err, []) from None
+            raise self._csv_error(err) from None
+        except OSError as err:
+            raise read_error(self.name, self.path, err) from None
 
     _read_block = READ_BLOCK  # grows (per source) when a row does not fit
 
@@ -224,26 +283,22 @@ class FileSource(Source):
 
     # ----- CSV / TSV -----
 
-    def _csv_parse_options(self, handler: Callable | None = None) -> pacsv.ParseOptions:
+    def _csv_parse_options(self) -> pacsv.ParseOptions:
+        # No invalid_row_handler: pyarrow calls it with the row decoded as UTF-8, and a binary row makes it print an
+        # "Exception ignored" traceback. Errors are located by csvscan instead.
         if self.fmt == "tsv":
             # TSV files from the wild rarely quote, and a lone '"' inside a text must not swallow the next lines.
-            return pacsv.ParseOptions(delimiter="\t", quote_char=False, invalid_row_handler=handler)
-        return pacsv.ParseOptions(delimiter=",", newlines_in_values=True, invalid_row_handler=handler)
+            return pacsv.ParseOptions(delimiter="\t", quote_char=False)
+        return pacsv.ParseOptions(delimiter=",", newlines_in_values=True)
 
     def _csv_batches(self) -> Iterator[pa.RecordBatch]:
-        bad_rows: list[Any] = []
-
-        def on_invalid_row(row: Any) -> str:
-            bad_rows.append(row)
-            return "error"
-
         names = self._header_names()
 
         def open_reader(block: int) -> Iterator[pa.RecordBatch]:
             return pacsv.open_csv(
                 self.path,
                 read_options=pacsv.ReadOptions(block_size=block),
-                parse_options=self._csv_parse_options(on_invalid_row),
+                parse_options=self._csv_parse_options(),
                 # Strings only: a label column of integers must keep its text form ("01" stays "01").
                 convert_options=pacsv.ConvertOptions(
                     column_types={n: pa.string() for n in names}, strings_can_be_null=False
@@ -251,101 +306,93 @@ class FileSource(Source):
             )
 
         try:
-            yield from self._resumable(open_reader)
+            for batch in self._resumable(open_reader):
+                line_break, nul = _control_bytes(batch)
+                if nul:
+                    raise nul_error(self.name, first_line_with(self.path, b"\x00"))
+                if line_break and not self._strictly_read:
+                    self._read_strictly()
+                yield batch
         except pa.ArrowInvalid as err:
-            raise self._csv_error(err, bad_rows) from None
+            raise self._csv_error(err) from None
 
-    def _csv_error(self, err: Exception, bad_rows: list[Any]) -> DataError:
-        if bad_rows:
-            row = bad_rows[0]
-            if row.number is None:  # the threaded reader does not count lines; re-read single-threaded to find it
-                row = self._first_bad_row() or row
-            where = f"line {row.number}" if row.number is not None else "a row"
+    def _read_strictly(self) -> None:
+        """A field holds a line break: make sure no quote left open read later lines into it."""
+        problem = csv_problem(self.path, self.name, self._delimiter, quoted=self.fmt == "csv")
+        if problem is not None:
+            raise problem
+        self._strictly_read = True
+
+    @property
+    def _delimiter(self) -> str:
+        return "\t" if self.fmt == "tsv" else ","
+
+    def _csv_error(self, err: Exception) -> DataError:
+        problem = csv_problem(self.path, self.name, self._delimiter, quoted=self.fmt == "csv")
+        if problem is not None:
+            return problem
+        if "empty" in str(err).lower():
             return DataError(
-                f"{self.name}, {where}: expected {row.expected_columns} columns, found {row.actual_columns} "
-                f"({row.text[:80]!r}); quote fields that contain the delimiter, or fix that row."
+                f"{self.name} has no header line (only blank lines); its first line must name the columns, "
+                "e.g. text,label."
             )
-        if "UTF8" in str(err) or "UTF-8" in str(err):
-            return self._utf8_error()
         return DataError(f"{self.name} could not be read as {self.fmt.upper()}: {_short(err)}")
-
-    def _first_bad_row(self) -> Any:
-        found: list[Any] = []
-
-        def on_invalid_row(row: Any) -> str:
-            found.append(row)
-            return "error"
-
-        try:
-            options = pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False)
-            for _ in pacsv.open_csv(
-                self.path, read_options=options, parse_options=self._csv_parse_options(on_invalid_row)
-            ):
-                pass
-        except pa.ArrowInvalid:
-            pass
-        return found[0] if found else None
-
-    def _utf8_error(self) -> DataError:
-        """Find the first undecodable line on the error path only (the fast reader does not say where)."""
-        with self.path.open("rb") as handle:
-            for number, line in enumerate(handle, start=1):
-                try:
-                    line.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    return DataError(
-                        f"{self.name}, line {number}: bytes that are not UTF-8 ({err.object[err.start : err.end]!r} "
-                        f"at column {err.start + 1}); re-save the file as UTF-8."
-                    )
-        return DataError(f"{self.name} is not valid UTF-8; re-save the file as UTF-8.")
 
     # ----- JSON Lines -----
 
     def _json_batches(self) -> Iterator[pa.RecordBatch]:
+        if not self._nesting_checked:
+            check_nesting(self.path, self.name)
+            self._nesting_checked = True
+
         def open_reader(block: int) -> Iterator[pa.RecordBatch]:
             return pajson.open_json(self.path, read_options=pajson.ReadOptions(block_size=block))
 
         try:
-            yield from self._resumable(open_reader)
+            for batch in self._resumable(open_reader):
+                if _invalid_utf8_column(batch) is not None:  # pyarrow's JSON reader does not check
+                    raise first_undecodable_line(self.path, self.name) or DataError(
+                        f"{self.name} holds bytes that are not UTF-8; re-save the file as UTF-8."
+                    )
+                yield batch
         except pa.ArrowInvalid as err:
             raise self._json_error(err) from None
 
     def _json_error(self, err: Exception) -> DataError:
-        with self.path.open("rb") as handle:
-            for number, line in enumerate(handle, start=1):
-                try:
-                    text = line.decode("utf-8")
-                except UnicodeDecodeError:
-                    return self._utf8_error()
-                if not text.strip():
-                    continue
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError as bad:
-                    return DataError(
-                        f"{self.name}, line {number}: not valid JSON ({bad.msg}); each line must be one JSON object."
-                    )
-                if not isinstance(value, dict):
-                    return DataError(f"{self.name}, line {number}: a JSON {type(value).__name__}, not an object.")
+        problem = json_problem(self.path, self.name)
+        if problem is not None:
+            return problem
         return DataError(f"{self.name} could not be read as JSON Lines: {_short(err)}")
 
     # ----- Parquet -----
 
     def _parquet_batches(self) -> Iterator[pa.RecordBatch]:
+        first_row = 1
         try:
-            yield from pq.ParquetFile(self.path).iter_batches(batch_size=65_536)
-        except (pa.ArrowInvalid, OSError) as err:
+            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=65_536):
+                column = _invalid_utf8_column(batch)
+                if column is not None:
+                    row = first_row + _first_invalid_utf8(batch.column(column))
+                    raise DataError(
+                        f"{self.name}, row {row}: column {column!r} holds bytes that are not UTF-8; "
+                        "write the file with valid UTF-8 strings."
+                    )
+                first_row += len(batch)
+                yield batch
+        except (pa.ArrowException, OSError) as err:
             raise DataError(f"{self.name} could not be read as Parquet: {_short(err)}") from None
 
     # ----- line formats -----
 
     def _line_batches(self) -> Iterator[pa.RecordBatch]:
         first_line = 1
-        for lines in _line_blocks(self.path):
+        for lines in _line_blocks(self.path, self.name):
             try:
                 text = lines.cast(pa.string())
             except pa.ArrowInvalid:
-                raise self._utf8_error() from None
+                raise first_undecodable_line(self.path, self.name) or DataError(
+                    f"{self.name} is not valid UTF-8; re-save the file as UTF-8."
+                ) from None
             yield self._split_lines(text, first_line)
             first_line += len(lines)
 
@@ -378,10 +425,11 @@ def _second(parts: pa.ListArray) -> pa.Array:
     return pc.list_element(padded, 1)
 
 
-def _line_blocks(path: Path) -> Iterator[pa.Array]:
+def _line_blocks(path: Path, name: str) -> Iterator[pa.Array]:
     """Lines as binary arrays, read `BLOCK_BYTES` at a time and cut at the last newline of each block."""
     rest = b""
-    with path.open("rb") as handle:
+    lines_before = 0
+    with open_bytes(path) as handle:
         while True:
             block = handle.read(BLOCK_BYTES)
             if not block:
@@ -392,9 +440,17 @@ def _line_blocks(path: Path) -> Iterator[pa.Array]:
                 rest = block
                 continue
             rest = block[cut + 1 :]
-            yield pa.array(block[:cut].split(b"\n"), pa.binary())
+            yield _checked_lines(block[:cut], lines_before, name)
+            lines_before += block.count(b"\n", 0, cut) + 1
     if rest:
-        yield pa.array([rest], pa.binary())
+        yield _checked_lines(rest, lines_before, name)
+
+
+def _checked_lines(text: bytes, lines_before: int, name: str) -> pa.Array:
+    nul = text.find(b"\x00")
+    if nul >= 0:
+        raise nul_error(name, lines_before + text.count(b"\n", 0, nul) + 1)
+    return pa.array(text.split(b"\n"), pa.binary())
 
 
 class TableSource(Source):
@@ -414,19 +470,64 @@ class TableSource(Source):
         if not batches:
             batches = [pa.record_batch([c.combine_chunks() for c in self.table.columns], schema=self.table.schema)]
         for batch in batches:
-            yield _all_strings(batch, self.name)
+            yield _all_strings(batch)
 
 
-def _all_strings(batch: pa.RecordBatch, name: str) -> pa.RecordBatch:
+def _all_strings(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Every column that has a text form as strings (numbers, booleans, dictionaries); lists and structs keep their
+    type, so an unused nested column does not stop a read (build.texts_and_labels refuses a used one)."""
     columns = []
     for field, column in zip(batch.schema, batch.columns, strict=True):
-        try:
-            columns.append(column if pa.types.is_string(field.type) else column.cast(pa.string()))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise DataError(
-                f"{name}: column {field.name!r} holds {field.type} values, not text; use a column of strings."
-            ) from None
+        if not pa.types.is_string(field.type):
+            with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                column = column.cast(pa.string())
+        columns.append(column)
     return pa.record_batch(columns, names=batch.schema.names)
+
+
+def _control_bytes(batch: pa.RecordBatch) -> tuple[bool, bool]:
+    """(a value holds a line break, a value holds a NUL byte): one vectorised pass over the string bytes."""
+    line_break = nul = False
+    for column in batch.columns:
+        data = _string_bytes(column)
+        if data is None:
+            continue
+        low = data[data < 14]
+        if len(low):
+            line_break = line_break or bool(((low == 10) | (low == 13)).any())
+            nul = nul or bool((low == 0).any())
+    return line_break, nul
+
+
+def _string_bytes(column: pa.Array) -> np.ndarray | None:
+    if not pa.types.is_string(column.type) or len(column) == 0:
+        return None
+    offsets_buffer, data_buffer = column.buffers()[1:3]
+    if data_buffer is None:
+        return None
+    offsets = np.frombuffer(offsets_buffer, np.int32, count=len(column) + 1, offset=column.offset * 4)
+    return np.frombuffer(data_buffer, np.uint8)[offsets[0] : offsets[-1]]
+
+
+def _invalid_utf8_column(batch: pa.RecordBatch) -> str | None:
+    """The first string column holding bytes that are not UTF-8 (readers other than CSV do not check)."""
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                return field.name
+    return None
+
+
+def _first_invalid_utf8(column: pa.Array) -> int:
+    for index, value in enumerate(column.cast(pa.binary()).to_pylist()):
+        try:
+            if value is not None:
+                value.decode("utf-8")
+        except UnicodeDecodeError:
+            return index
+    return 0
 
 
 def _row_longer_than_block(err: Exception) -> bool:
@@ -440,7 +541,7 @@ def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
 
 
 def _short(err: Exception) -> str:
-    """pyarrow messages can quote a whole row; keep the first line, bounded."""
+    """pyarrow messages can quote a whole row, binary bytes included; keep the first line, printable, bounded."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    text = re.sub(r"\s+", " ", text)
+    text = "".join(c if c.isprintable() and c != "\ufffd" else "?" for c in re.sub(r"\s+", " ", text))
     return text if len(text) <= 300 else text[:300] + "..."

@@ -210,8 +210,11 @@ class WordTokenizer:
                     f"(got model {model.get('type')!r}); train one with textcls or the `tokenizers` library."
                 )
             by_id = sorted(model["vocab"].items(), key=lambda item: item[1])
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
-            raise DataError(f"{source}: not a tokenizer.json ({type(err).__name__}: {err}).") from None
+        except DataError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:  # ValueError: bad JSON
+            reason = " ".join(str(err).split())[:200]
+            raise DataError(f"{source}: not a tokenizer.json ({type(err).__name__}: {reason}).") from None
         if [i for _, i in by_id] != list(range(len(by_id))):
             raise DataError(f"{source}: vocabulary ids must be 0..N-1 without gaps.")
         lowercase = (spec.get("normalizer") or {}).get("type") == "Lowercase"
