@@ -6,14 +6,17 @@ failing test leaves no worker behind.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,16 @@ def tiny_checkpoint(tmp_path_factory: Any, name: str = "textcnn") -> Path:
         extra = {"textcnn": ["--model.model.init_args.embedding_dim", "16", "--model.model.init_args.num_filters", "8"]}
         _CHECKPOINTS[name] = train_checkpoint(tmp_path_factory.mktemp(f"serve-{name}"), name, *extra.get(name, []))
     return _CHECKPOINTS[name]
+
+
+def tiny_export(tmp_path_factory: Any) -> Path:
+    """`textcls export` of the session's checkpoint (an ONNX directory), made once and shared."""
+    if "export" not in _CHECKPOINTS:
+        from textcls.export import export
+
+        checkpoint = tiny_checkpoint(tmp_path_factory)
+        _CHECKPOINTS["export"] = export(str(checkpoint), str(tmp_path_factory.mktemp("serve-export") / "model"))
+    return _CHECKPOINTS["export"]
 
 
 def free_port() -> int:
@@ -168,3 +181,108 @@ def mapped_libraries(pid: int) -> set[str]:
     except OSError:
         return set()
     return {Path(line.split()[-1]).name for line in lines if ".so" in line}
+
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_browser() -> str | None:
+    """A Chromium executable on PATH (Debian's `chromium`, installed by `make test` when running as root)."""
+    return next((path for path in map(shutil.which, BROWSERS) if path), None)
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol: one page, commands sent over its websocket."""
+
+    def __init__(self, executable: str, workdir: Path, width: int = 900, height: int = 760) -> None:
+        from websockets.sync.client import connect
+
+        profile = workdir / "chromium-profile"
+        self.process = subprocess.Popen(
+            [
+                executable, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--mute-audio", "--hide-scrollbars",
+                f"--window-size={width},{height}", "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank",
+            ],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        self._stack = contextlib.ExitStack()
+        try:
+            port = self._devtools_port(profile / "DevToolsActivePort")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
+                targets = json.loads(answer.read())
+            page = next(t for t in targets if t.get("type") == "page")
+            self.socket = self._stack.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None))
+        except BaseException:
+            self.close()
+            raise
+        self._next_id = 0
+
+    def _devtools_port(self, path: Path, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"chromium exited with {self.process.returncode}")
+            if path.is_file() and path.read_text().strip():
+                return int(path.read_text().split()[0])
+            time.sleep(0.1)
+        raise AssertionError("chromium did not open its DevTools port")
+
+    def send(self, method: str, timeout: float = 30, **params: Any) -> dict[str, Any]:
+        """Run one DevTools command and return its result (events that arrive meanwhile are skipped)."""
+        self._next_id += 1
+        self.socket.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
+        deadline = time.monotonic() + timeout
+        while True:
+            message = json.loads(self.socket.recv(timeout=max(deadline - time.monotonic(), 0.01)))
+            if message.get("id") == self._next_id:
+                if "error" in message:
+                    raise AssertionError(f"{method}: {message['error']}")
+                return message["result"]
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 30) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {expression}")
+
+    def open(self, url: str) -> None:
+        self.send("Page.navigate", url=url)
+        self.wait_for(f"location.href === {json.dumps(url)} && document.readyState === 'complete'")
+
+    def type_into(self, selector: str, text: str) -> None:
+        """Focus the element and type `text` as keyboard input (input events, as a user's typing fires)."""
+        self.evaluate(f"document.querySelector({json.dumps(selector)}).focus()")
+        self.send("Input.insertText", text=text)
+
+    def click(self, selector: str) -> None:
+        box = self.evaluate(
+            f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
+
+    def screenshot(self, path: Path) -> Path:
+        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stack.close()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # the group this browser started (start_new_session)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=30)

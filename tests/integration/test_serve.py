@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import TEXTCLS, one_error_line
-from serve_helpers import Server, free_port, listening, mapped_libraries, tiny_checkpoint
+from serve_helpers import Server, free_port, listening, mapped_libraries, tiny_checkpoint, tiny_export
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -53,10 +53,8 @@ def classifier(checkpoint):
 
 
 @pytest.fixture(scope="module")
-def export_dir(checkpoint, tmp_path_factory):
-    from textcls.export import export
-
-    return export(str(checkpoint), str(tmp_path_factory.mktemp("export") / "model"))
+def export_dir(tmp_path_factory):
+    return tiny_export(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
