@@ -1,8 +1,10 @@
-"""Callbacks the CLI adds: a per-epoch metrics line, and the prediction CSV writer."""
+"""Callbacks the CLI adds: a per-epoch metrics line, the prediction CSV writer, and a quiet end of DDP ranks."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter, Callback
 from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
+
+from textcls.errors import UserError, environment_error, user_error
 
 console = Console(highlight=False)
 
@@ -36,38 +40,77 @@ class EpochSummary(Callback):
 class PredictionWriter(BasePredictionWriter):
     """Write `predictions.csv` into the run directory, one row per input text in input order.
 
-    Columns: id, label, probability (of the predicted label), then one `p_<class>` column per class, or with `top_k`
-    the next most probable labels instead (`label_2`, `probability_2`, ... `label_k`, `probability_k`).
+    Columns: id (the row number), label, probability (of the predicted label), then one `p_<class>` column per
+    class, or with `top_k` the next most probable labels instead (`label_2`, `probability_2`, ... `label_k`,
+    `probability_k`). `keep_columns` puts input columns first; a kept `id` column replaces the row number.
 
     Rows are streamed batch by batch to temporary files that are renamed only when every batch is written, so an
-    interrupted run never leaves a partial file under the final name. Under DDP every rank writes its own part (Arrow
-    IPC, typed) and rank 0 alone merges the parts by id into the one CSV, so no rank holds all predictions in memory
-    while predicting and no predictions travel between processes.
+    interrupted or failed run never leaves a partial file under the final name (and no temporary file either). Under
+    DDP every rank writes its own part (Arrow IPC, typed) and rank 0 alone merges the parts by row into the one CSV,
+    so no rank holds all predictions in memory while predicting and no predictions travel between processes.
+    Probabilities that are not finite (a damaged or diverged checkpoint) stop the run with one line, nothing written.
 
     Args:
         filename: name of the CSV inside the run directory.
         top_k: write the k most probable labels and their probabilities instead of every class's probability.
+        keep_columns: input columns of the predict file to carry into the CSV, e.g. [id]; unset keeps none.
     """
 
-    def __init__(self, filename: str = "predictions.csv", top_k: int | None = None) -> None:
+    def __init__(
+        self, filename: str = "predictions.csv", top_k: int | None = None, keep_columns: list[str] | None = None
+    ) -> None:
         super().__init__(write_interval="batch")
         if top_k is not None and top_k < 1:
             raise ValueError(f"--predictions.top_k must be a positive integer, got {top_k}.")
         self.filename = filename
         self.top_k = top_k
+        self.keep_columns = list(keep_columns or [])
         self.path: Path | None = None
         self._writer: pacsv.CSVWriter | pa.ipc.RecordBatchFileWriter | None = None
         self._tmp: Path | None = None
         self._distributed = False
+        self._kept: pa.Table | None = None
+        self._failure: UserError | None = None  # under DDP, raised by rank 0 once every rank has finished
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Before the other callbacks' setup writes config.yaml, so a bad column leaves no run directory behind.
+        if stage != "predict":
+            return
+        self._check_names(list(getattr(pl_module, "label_names")))  # noqa: B009 (LightningModule attrs are loosely typed)
+        self._kept = self._input_columns(trainer) if self.keep_columns else None
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Rank 0 names the file for everyone: the ranks must agree on the directory that holds the parts.
         path = trainer.strategy.broadcast(str(Path(trainer.log_dir or trainer.default_root_dir) / self.filename), src=0)
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._distributed = trainer.world_size > 1
+        self._writer, self._failure = None, None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise environment_error(err, "write the predictions", self.path.parent, _WRITE_TODO) from None
         self._tmp = self._part(trainer.global_rank) if self._distributed else self._tmp_csv()
-        self._writer = None
+
+    def _check_names(self, names: list[str]) -> None:
+        ours = {"label", "probability", *(f"p_{n}" for n in names)}
+        ours |= {f"{c}_{k}" for c in ("label", "probability") for k in range(2, len(names) + 1)}
+        clash = [c for c in self.keep_columns if c in ours]
+        if clash:
+            raise user_error(
+                f"invalid configuration: predictions.csv has a column {clash[0]!r} of its own",
+                "--predictions.keep_columns",
+                "keep input columns of other names (a kept `id` is the one that replaces textcls's row number)",
+            )
+
+    def _input_columns(self, trainer: pl.Trainer) -> pa.Table:
+        read = getattr(trainer.datamodule, "predict_columns", None)
+        if read is None:
+            raise user_error(
+                "--predictions.keep_columns needs the predict data of textcls's TextDataModule",
+                "--predictions.keep_columns",
+                "predict through `textcls predict --data.predict_file ...`",
+            )
+        return read(self.keep_columns)
 
     def _part(self, rank: int) -> Path:
         assert self.path is not None
@@ -87,24 +130,49 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        names: list[str] = list(getattr(pl_module, "label_names"))  # noqa: B009 (LightningModule attrs are loosely typed)
-        table = self._table(prediction, names)
-        if self._writer is None:
-            if self._distributed:
-                self._writer = pa.ipc.new_file(str(self._tmp), table.schema)
-            else:
-                self._writer = pacsv.CSVWriter(str(self._tmp), table.schema)
-        self._writer.write_table(table)
+        if self._failure is not None:
+            return  # under DDP: this rank already failed and waits for the others at the end
+        try:
+            names: list[str] = list(getattr(pl_module, "label_names"))  # noqa: B009
+            table = self._table(prediction, names, trainer)
+            if self._writer is None:
+                if self._distributed:
+                    self._writer = pa.ipc.new_file(str(self._tmp), table.schema)
+                else:
+                    self._writer = pacsv.CSVWriter(str(self._tmp), table.schema)
+            self._writer.write_table(table)
+        except OSError as err:
+            self._fail(environment_error(err, "write the predictions", self.path, _WRITE_TODO))
+        except UserError as err:
+            self._fail(err)
 
-    def _table(self, prediction: dict[str, torch.Tensor], names: list[str]) -> pa.Table:
+    def _fail(self, err: UserError) -> None:
+        if not self._distributed:
+            raise err
+        self._failure = err  # a rank alone must not leave the others waiting in the barrier at the end
+
+    def _table(self, prediction: dict[str, torch.Tensor], names: list[str], trainer: pl.Trainer) -> pa.Table:
         probs = prediction["probs"].float().cpu()
+        rows = prediction["index"].cpu().numpy()
+        if not bool(torch.isfinite(probs).all()):
+            bad = rows[~torch.isfinite(probs).all(dim=-1).numpy()][:5].tolist()
+            checkpoint = trainer.ckpt_path or "the model's weights"
+            raise user_error(
+                f"the model's probabilities are not finite (NaN or inf) for rows {bad}",
+                str(checkpoint),
+                "its weights are damaged or training diverged; use another checkpoint or retrain",
+            )
         k = len(names) if self.top_k is None else min(self.top_k, len(names))
         top_prob, top = probs.topk(k, dim=-1)
-        columns = {
-            "id": pa.array(prediction["index"].cpu().numpy()),
-            "label": pa.array([names[i] for i in top[:, 0].tolist()], pa.string()),
-            "probability": pa.array(top_prob[:, 0].numpy()),
-        }
+        columns: dict[str, pa.Array] = {}
+        if self._distributed:
+            columns[_ROW] = pa.array(rows)
+        if self._kept is not None:
+            columns.update({name: self._kept[name].take(pa.array(rows)) for name in self.keep_columns})
+        if "id" not in self.keep_columns:
+            columns["id"] = pa.array(rows)
+        columns["label"] = pa.array([names[i] for i in top[:, 0].tolist()], pa.string())
+        columns["probability"] = pa.array(top_prob[:, 0].numpy())
         if self.top_k is None:
             for i, name in enumerate(names):
                 columns[f"p_{name}"] = pa.array(probs[:, i].numpy())
@@ -115,37 +183,94 @@ class PredictionWriter(BasePredictionWriter):
         return pa.table(columns)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        try:
+            self._finish(trainer)
+        except OSError as err:
+            raise environment_error(err, "write the predictions", self.path, _WRITE_TODO) from None
+        finally:
+            self._remove_temporary(trainer)
+        if trainer.is_global_zero and self.path is not None and self.path.exists():
+            console.print(f"Predictions written to [bold]{self.path}[/bold]")
+
+    def _finish(self, trainer: pl.Trainer) -> None:
         if self._writer is not None:
-            self._writer.close()
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            except OSError as err:
+                self._fail(environment_error(err, "write the predictions", self.path, _WRITE_TODO))
         if self.path is None:
             return
         if self._distributed:
-            trainer.strategy.barrier()  # every rank's part is complete before rank 0 reads them
+            failures = _gather_failures(self._failure)  # every rank's part is complete (or failed) after this
+            if failures:
+                if trainer.is_global_zero:
+                    raise failures[0]
+                return
             if trainer.is_global_zero:
                 self._merge_parts(trainer.world_size)
             trainer.strategy.barrier()
-        elif self._writer is not None and self._tmp is not None:
+        elif self._tmp is not None and self._tmp.exists():
             os.replace(self._tmp, self.path)
-        if trainer.is_global_zero and self.path.exists():
-            console.print(f"Predictions written to [bold]{self.path}[/bold]")
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        self._remove_temporary(trainer)
+
+    def _remove_temporary(self, trainer: pl.Trainer) -> None:
+        if self.path is None:
+            return
+        with contextlib.suppress(OSError):
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
+            if self._distributed and trainer.is_global_zero:  # rank 0 removes the parts it merged (or that failed)
+                for rank in range(trainer.world_size):
+                    self._part(rank).unlink(missing_ok=True)
 
     def _merge_parts(self, world_size: int) -> None:
         assert self.path is not None
-        parts = [self._part(rank) for rank in range(world_size)]
         tables = []
-        for part in parts:
+        for part in (self._part(rank) for rank in range(world_size)):
             if part.exists():  # a rank that got no batch wrote no part
                 with pa.memory_map(str(part)) as source:
                     tables.append(pa.ipc.open_file(source).read_all())
         if tables:
-            merged = pa.concat_tables(tables).sort_by("id")
-            # The distributed sampler for predict does not repeat samples; dropping repeated ids keeps the file
+            merged = pa.concat_tables(tables).sort_by(_ROW)
+            # The distributed sampler for predict does not repeat samples; dropping repeated rows keeps the file
             # one row per input even if a sampler ever pads ranks to equal length.
-            ids = merged["id"].to_numpy()
-            keep = np.ones(len(ids), dtype=bool)
-            keep[1:] = ids[1:] != ids[:-1]
+            rows = merged[_ROW].to_numpy()
+            keep = np.ones(len(rows), dtype=bool)
+            keep[1:] = rows[1:] != rows[:-1]
             tmp = self._tmp_csv()
-            pacsv.write_csv(merged.filter(pa.array(keep)), str(tmp))
-            os.replace(tmp, self.path)
-        for part in parts:
-            part.unlink(missing_ok=True)
+            try:
+                pacsv.write_csv(merged.filter(pa.array(keep)).drop_columns([_ROW]), str(tmp))
+                os.replace(tmp, self.path)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+
+_ROW = "__row__"  # the row number in the per-rank parts, which the merge sorts by and drops
+_WRITE_TODO = "free space there or pass --runs_root a writable disk with room"
+
+
+def _gather_failures(failure: UserError | None) -> list[UserError]:
+    """Every rank's failure (a collective: each rank calls it once, at the end of predict)."""
+    gathered: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, None if failure is None else str(failure))
+    return [UserError(text) for text in gathered if text is not None]
+
+
+class StopOtherRanks(Callback):
+    """On a user error in rank 0 of a run started by Lightning's DDP launcher, end the other local ranks at once.
+
+    They would otherwise wait in the next collective until rank 0's exit breaks the connection, then print a
+    `Connection closed by peer` traceback under the user's one error line. Lightning does the same on Ctrl-C.
+    """
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        kill = getattr(trainer.strategy.launcher, "kill", None)
+        if isinstance(exception, UserError) and trainer.is_global_zero and kill is not None:
+            kill(signal.SIGKILL)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class UserError(ValueError):
     """A user-fixable problem: a bad file, column, label, setting, checkpoint or environment (disk, permissions).
@@ -21,3 +23,22 @@ def user_error(what: str, where: str | None = None, todo: str | None = None) -> 
 def format_error(err: BaseException) -> str:
     """The single line the CLI prints for a user error (newlines folded so it stays one line)."""
     return "error: " + " ".join(str(err).split())
+
+
+# errno -> (why, what to do) for the file-system faults a user can fix
+_OS_REASONS = {
+    errno.ENOSPC: ("no space left on the device", "free some space there or point it at another disk"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space there or point it at another disk"),
+    errno.EROFS: ("read-only file system", "choose a writable location"),
+    errno.EACCES: ("permission denied", "fix the permissions or choose a directory you can write to"),
+    errno.EPERM: ("operation not permitted", "fix the permissions or choose a directory you can write to"),
+    errno.ENOTDIR: ("a file, not a directory", "move that file away or choose another path"),
+    errno.EEXIST: ("a file is in the way", "move it away or choose another path"),
+    errno.EISDIR: ("a directory is in the way", "move it away or choose another path"),
+}
+
+
+def environment_error(err: OSError, what: str, path: object, todo: str | None = None) -> UserError:
+    """A failed file-system operation as one line: `cannot <what> (<path>): <why>; <what to do>`."""
+    why, default_todo = _OS_REASONS.get(err.errno or 0, (err.strerror or str(err), "check the path and the disk"))
+    return user_error(f"cannot {what}", str(path), f"{why}; {todo or default_todo}")

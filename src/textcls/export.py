@@ -22,12 +22,15 @@ from rich.console import Console
 from torch import nn
 
 from textcls.data.errors import DataError
+from textcls.errors import environment_error, user_error
 from textcls.inference import Classifier, load_classifier
 
 console = Console(highlight=False)
 ONNX_INPUT, ONNX_OUTPUT = "input_ids", "logits"
 # ONNX Runtime and PyTorch sum in different orders; 1e-4 on logits is far below anything that changes a prediction.
 PARITY_TOLERANCE = 1e-4
+_OUTPUT_FILES = ("model.onnx", "tokenizer.json", "labels.json", "README.txt")
+_WRITE_TODO = "free space there or pass --output a writable directory with room"
 
 
 class PaddedForExport(nn.Module):
@@ -73,8 +76,18 @@ def export(
     out_dir = Path(output)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"--output '{out_dir}' exists and is not a directory; pass a directory path.")
+    for name in _OUTPUT_FILES:
+        if (out_dir / name).is_dir():
+            raise user_error(
+                f"cannot export: a directory named {name} is in the way",
+                str(out_dir / name),
+                "move it away or pass another --output directory",
+            )
     created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise environment_error(err, "create the export directory", err.filename or out_dir, _WRITE_TODO) from None
     written = {
         "tokenizer.json": _serving_tokenizer_json(clf),
         "labels.json": json.dumps(clf.label_names, ensure_ascii=False, indent=1) + "\n",
@@ -87,6 +100,7 @@ def export(
         tmp_model = out_dir / f".model.onnx.{os.getpid()}.tmp"
         staged.append((tmp_model, out_dir / "model.onnx"))
         export_onnx(clf, tmp_model, opset=opset)
+        check_output_width(tmp_model, clf.label_names, ckpt_path)
         if check:
             difference = check_onnx(clf, tmp_model)
             console.print(f"ONNX Runtime matches PyTorch: max |logit difference| {difference:.2e}")
@@ -96,6 +110,8 @@ def export(
             tmp.write_text(text, encoding="utf-8")
         for tmp, final in staged:
             os.replace(tmp, final)
+    except OSError as err:
+        raise environment_error(err, "write the export", err.filename or out_dir, _WRITE_TODO) from None
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
@@ -144,6 +160,22 @@ def export_onnx(clf: Classifier, path: Path, opset: int | None = None) -> None:
     program.save(str(path), external_data=False)
 
 
+def check_output_width(path: Path, label_names: list[str], ckpt_path: str) -> None:
+    """The written model must give one logit per name of labels.json, or a server would mislabel every text."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    dims = graph.output[0].type.tensor_type.shape.dim
+    width = dims[-1].dim_value if dims else 0  # 0: a symbolic size, which a traced classifier head never has
+    if width and width != len(label_names):
+        raise user_error(
+            f"checkpoint is inconsistent: the exported network gives {width} logits but the checkpoint names "
+            f"{len(label_names)} labels ({', '.join(map(str, label_names))})",
+            f"--ckpt_path {ckpt_path}",
+            "retrain it with `textcls fit`; nothing was exported",
+        )
+
+
 def check_onnx(clf: Classifier, path: Path) -> float:
     """Run the exported model in ONNX Runtime on texts of several lengths; the largest logit difference to PyTorch."""
     try:
@@ -158,6 +190,12 @@ def check_onnx(clf: Classifier, path: Path) -> float:
     got = torch.from_numpy(session.run([ONNX_OUTPUT], {ONNX_INPUT: ids.numpy()})[0])
     with torch.no_grad():
         expected = clf.model(ids).float()
+    if not bool(torch.isfinite(expected).all()):
+        raise user_error(
+            "the network's logits are not finite (NaN or inf)",
+            clf.source,
+            "its weights are damaged or training diverged; use another checkpoint or retrain; nothing was exported",
+        )
     difference = float((got - expected).abs().max())
     if not difference <= PARITY_TOLERANCE:
         raise RuntimeError(f"the exported model's logits differ from PyTorch's by {difference:.2e}")

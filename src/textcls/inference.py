@@ -21,6 +21,7 @@ from torch import nn
 from textcls.checkpoint import DATA_STATE_KEY, check_classes, check_consistency, named_classes, read_checkpoint
 from textcls.data.errors import DataError
 from textcls.data.tokenizer import SMALL_CALL_TEXTS, WordTokenizer
+from textcls.errors import user_error
 
 DEFAULT_MAX_LENGTH = 256  # the default of TextDataModule.max_length, for checkpoints written before it was recorded
 TRUSTED_MODEL_PREFIXES = ("textcls.models.",)
@@ -55,6 +56,7 @@ class Classifier:
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.max_length = max_length
+        self.source = "the model"  # how messages name where the weights came from (load_classifier: the file)
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """Token ids of `texts` as one right-padded int64 batch [len(texts), longest] (at least one column)."""
@@ -128,8 +130,18 @@ class Classifier:
                 scores = self.model(ids.to(self.device, non_blocking=True)).float()
                 if softmax:
                     scores = torch.softmax(scores, dim=-1)
+                if not bool(torch.isfinite(scores).all()):
+                    self._refuse_nonfinite(scores, rows + start)
                 out[rows] = scores.cpu().numpy()
             yield out
+
+    def _refuse_nonfinite(self, scores: torch.Tensor, rows: np.ndarray) -> None:
+        bad = rows[~torch.isfinite(scores).all(dim=-1).cpu().numpy()][:5].tolist()
+        raise user_error(
+            f"the model's outputs are not finite (NaN or inf) for texts {bad}",
+            self.source,
+            "its weights are damaged or training diverged; use another checkpoint or retrain",
+        )
 
 
 def _as_arrow(texts: Sequence[str]) -> pa.Array:
@@ -181,7 +193,9 @@ def load_classifier(
     tokenizer = WordTokenizer.from_json(state["tokenizer"], f"'{path}' (tokenizer)")
     if max_length is None:
         max_length = recorded_max_length(checkpoint)
-    return Classifier(model, tokenizer, state["label_names"], max_length=max_length, device=device)
+    clf = Classifier(model, tokenizer, state["label_names"], max_length=max_length, device=device)
+    clf.source = f"checkpoint '{path}'"
+    return clf
 
 
 def recorded_max_length(checkpoint: dict[str, Any]) -> int:

@@ -4,8 +4,10 @@ and finding the newest `last.ckpt` of an experiment."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -22,6 +24,8 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from rich.console import Console
 
+from textcls.errors import environment_error
+
 _err_console = Console(stderr=True, highlight=False)
 
 
@@ -31,24 +35,46 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     A crash (or SIGKILL) while writing leaves the previous checkpoint under its name and, at worst, a stray
     `.<name>.<pid>.tmp` file; never a truncated `last.ckpt` that a resume would load and fail on. Lightning's own
     writer stages the file in the system temp directory and moves it, which is a copy (not atomic) across filesystems.
+    A write that fails (full disk, read-only, permission denied) is one UserError naming the file, and the temporary
+    file is removed.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if "://" in str(path):  # object stores: Lightning's fsspec path
             return super().save_checkpoint(checkpoint, path, storage_options)
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as handle:
                 torch.save(checkpoint, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
+        except OSError as err:
+            raise environment_error(err, "write the checkpoint", target, _CHECKPOINT_TODO) from None
+        except RuntimeError as err:
+            # torch's zip writer reports a failed write as "[enforce fail at inline_container.cc] ... unexpected
+            # pos", without the errno; a full disk is by far the likeliest cause, so the free space is checked.
+            if "inline_container" not in str(err) and "write failed" not in str(err):
+                raise
+            free = _free_bytes(target.parent)
+            code = errno.ENOSPC if free is not None and free < 1 << 20 else errno.EIO
+            failed = OSError(code, "write failed")
+            raise environment_error(failed, "write the checkpoint", target, _CHECKPOINT_TODO) from None
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 tmp.unlink()
         return None
+
+
+_CHECKPOINT_TODO = "free space there or pass --runs_root a writable disk with room (earlier checkpoints are intact)"
+
+
+def _free_bytes(directory: Path) -> int | None:
+    with contextlib.suppress(OSError):
+        return shutil.disk_usage(directory).free
+    return None
 
 
 class TrainingRNG(Callback):
