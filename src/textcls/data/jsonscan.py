@@ -12,51 +12,51 @@ import numpy as np
 from textcls.data.errors import DataError
 from textcls.data.rawtext import BLOCK, lines, open_bytes, undecodable
 
-#: deeper than this is refused before pyarrow parses it (its recursive parser crashes somewhere past 10,000 levels);
-#: real records nest a few levels
+#: deeper than Python's parser goes (its recursion limit) is refused before pyarrow parses it: pyarrow's recursive
+#: parser crashes the process somewhere past 10,000 levels. Real records nest a few levels.
 MAX_DEPTH = 1000
 KINDS = {str: "string", bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
 
 
 def check_nesting(path: Path, name: str) -> None:
-    """Fail on a line nested deeper than MAX_DEPTH (brackets inside strings count too: an over-estimate).
+    """Fail on a line nested deeper than Python's JSON parser goes (about MAX_DEPTH levels).
 
-    Only lines with more than MAX_DEPTH opening brackets can be that deep, and finding them costs one byte search
-    per bracket kind per block, so the depth itself is computed for almost no line.
+    Only a line with more than MAX_DEPTH opening brackets can be that deep; only such lines (brackets inside strings
+    count, so also a text full of '[') are parsed to tell.
     """
     seen_lines = 0
     rest = b""
     with open_bytes(path) as handle:
         while True:
             block = handle.read(BLOCK)
-            chunk = rest + block
-            cut = chunk.rfind(b"\n") + 1 if block else len(chunk)
-            chunk, rest = chunk[:cut], chunk[cut:]
-            if chunk.count(b"[") + chunk.count(b"{") > MAX_DEPTH:
-                _check_chunk(chunk, seen_lines, name)
-            seen_lines += chunk.count(b"\n")
+            chunk = rest + block if rest else block
+            ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == ord("\n"))
+            # Whole lines only; the last, unfinished one waits for the next block (or is the file's last line).
+            cut = (int(ends[-1]) + 1 if len(ends) else 0) if block else len(chunk)
+            starts = np.concatenate(([0], ends + 1))
+            stops = np.concatenate((ends, [len(chunk)]))
+            for index in np.flatnonzero(stops - starts > MAX_DEPTH):  # only a long line can be deep
+                start, stop = int(starts[index]), min(int(stops[index]), cut)
+                if start < cut:
+                    _check_line(chunk[start:stop], seen_lines + int(index) + 1, name)
+            seen_lines += len(ends)
+            rest = chunk[cut:]
             if not block:
                 return
 
 
-def _check_chunk(chunk: bytes, seen_lines: int, name: str) -> None:
-    data = np.frombuffer(chunk, dtype=np.uint8)
-    step = np.zeros(len(data), dtype=np.int32)
-    step[(data == ord("[")) | (data == ord("{"))] = 1
-    step[(data == ord("]")) | (data == ord("}"))] = -1
-    starts = np.concatenate(([0], np.flatnonzero(data == ord("\n")) + 1))
-    starts = starts[starts < len(data)]
-    depth = np.cumsum(step)
-    # Depth within each line: the running sum minus its value just before the line starts.
-    before = np.concatenate(([0], depth[:-1]))[starts]
-    deepest = np.maximum.reduceat(depth, starts) - before
-    too_deep = np.flatnonzero(deepest > MAX_DEPTH)
-    if len(too_deep):
-        line = seen_lines + int(too_deep[0]) + 1
+def _check_line(line: bytes, number: int, name: str) -> None:
+    if line.count(b"[") + line.count(b"{") <= MAX_DEPTH:
+        return
+    try:
+        json.loads(line)
+    except RecursionError:
         raise DataError(
-            f"{name}, line {line}: JSON nested more than {MAX_DEPTH} levels deep; each line must be one flat JSON "
+            f"{name}, line {number}: JSON nested more than {MAX_DEPTH} levels deep; each line must be one flat JSON "
             'object such as {"text": "...", "label": "..."}.'
-        )
+        ) from None
+    except ValueError:
+        pass  # not valid JSON: the reader's error path names the line
 
 
 def json_problem(path: Path, name: str) -> DataError | None:
