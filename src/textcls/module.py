@@ -319,10 +319,12 @@ class TextClassifier(pl.LightningModule):
         )
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_stats.compute(self.trainer.strategy))
+        # Each epoch-end value here is reduced over the DDP ranks already (TrainStats' sums, torchmetrics' compute),
+        # so it is the same on every rank: `sync_dist` with "max" tells Lightning so and keeps it exact.
+        self.log_dict(self.train_stats.compute(self.trainer.strategy), sync_dist=True, reduce_fx="max")
         self.train_stats.reset()
         if self.nonfinite_loss == "skip":
-            self.log("train/skipped_batches", float(self.skipped_batches), reduce_fx="max")
+            self.log("train/skipped_batches", float(self.skipped_batches), reduce_fx="max", sync_dist=True)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self(batch["input_ids"])
@@ -333,10 +335,10 @@ class TextClassifier(pl.LightningModule):
         values = {**self.val_metrics.compute(), "val/loss": self.val_loss.compute()}
         self.val_metrics.reset()
         self.val_loss.reset()
-        self.log_dict(values, prog_bar=True)
+        self.log_dict(values, prog_bar=True, sync_dist=True, reduce_fx="max")  # synced: see on_train_epoch_end
         if not self.trainer.sanity_checking:
             self.val_acc_best.update(values["val/acc"])
-            self.log("val/acc_best", self.val_acc_best.compute())
+            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True, reduce_fx="max")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"])
@@ -345,7 +347,8 @@ class TextClassifier(pl.LightningModule):
         return logits  # for callbacks that need predictions (textcls.reporting's per-class report)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict({**self.test_metrics.compute(), "test/loss": self.test_loss.compute()})
+        values = {**self.test_metrics.compute(), "test/loss": self.test_loss.compute()}
+        self.log_dict(values, sync_dist=True, reduce_fx="max")  # synced: see on_train_epoch_end
         self.test_metrics.reset()
         self.test_loss.reset()
 

@@ -18,6 +18,8 @@ from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
+from textcls import quiet
+
 OFFLINE_MODES = ("offline", "dryrun", "disabled")
 
 
@@ -84,6 +86,9 @@ class WandbLogger(_LightningWandbLogger):
             job_type=job_type,
             **extra,
         )
+        # Lightning passes `anonymous=None` to wandb.init, and wandb warns at every run that the setting has no effect.
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
         self.watch_mode = watch
         self.watch_log_freq = watch_log_freq
         self.init_timeout = init_timeout
@@ -93,6 +98,7 @@ class WandbLogger(_LightningWandbLogger):
     def experiment(self) -> Any:
         if self._experiment is None:
             self._wandb_init["settings"] = _settings(self.init_timeout)
+            _quiet_shared_run_dir(self._wandb_init.get("dir"))
             if not _offline(self._wandb_init):
                 try:
                     return super().experiment
@@ -105,6 +111,13 @@ class WandbLogger(_LightningWandbLogger):
                     self._wandb_init["mode"] = "offline"
                     self._log_model = False  # nothing can be uploaded offline
         return super().experiment
+
+
+def _quiet_shared_run_dir(directory: str | None) -> None:
+    """W&B's folder goes into the run directory, before the CSV logger (Lightning starts W&B first) checks that
+    directory for an earlier run's files; an empty one has none, so the CSV logger's warning would be wrong there."""
+    if directory and Path(directory).is_dir() and not any(Path(directory).iterdir()):
+        quiet.ignore_fresh_log_dir_warning(directory)
 
 
 def _settings(init_timeout: float) -> Any:
