@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import random
+import shlex
 import shutil
 import signal
 import sys
@@ -24,7 +25,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from rich.console import Console
 
-from textcls.errors import environment_error
+from textcls.errors import environment_error, user_error
 
 _err_console = Console(stderr=True, highlight=False)
 
@@ -144,16 +145,25 @@ class ResumeCheckpoint(ModelCheckpoint):
     that did not improve the monitored metric `last` lags behind and a resume would repeat work. Here `last` is
     written at every epoch-end save point, and optionally every N steps inside an epoch.
 
+    With a separate `last.ckpt` (`save_last: true`), the top-k files (`best.ckpt`) hold what evaluation, prediction
+    and export need (weights, hyper-parameters, the DataModule state) and not the optimizer, scheduler and callback
+    state, which only resuming needs and which `last.ckpt` has: the optimizer state is written once.
+
     Args:
         last_every_n_train_steps: also write `last.ckpt` every N optimizer steps inside an epoch (0: only at epoch
             ends), so a crash loses at most N steps; the resumed run continues the epoch with the next batch.
+        top_k_training_state: also write the optimizer, scheduler and callback state into `best.ckpt` (and the other
+            top-k files), so that a fit can resume from them too; by default only `last.ckpt` has it.
     """
 
-    def __init__(self, *args: Any, last_every_n_train_steps: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, last_every_n_train_steps: int = 0, top_k_training_state: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         if last_every_n_train_steps < 0:
             raise ValueError(f"--checkpoint.last_every_n_train_steps must be 0 or more, got {last_every_n_train_steps}")
         self.last_every_n_train_steps = last_every_n_train_steps
+        self.top_k_training_state = top_k_training_state
 
     @property
     def state_key(self) -> str:
@@ -162,6 +172,33 @@ class ResumeCheckpoint(ModelCheckpoint):
         if getattr(self, "_state_key", None) is None:
             self._state_key = super().state_key
         return self._state_key
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        # Every file this callback writes passes here; `last_model_path` is set to the target before `last` is saved.
+        full = filepath == self.last_model_path or self.save_last is not True or self.top_k_training_state
+        if full or self.save_weights_only:
+            return super()._save_checkpoint(trainer, filepath)
+        self.save_weights_only = True  # Lightning's own switch, read by the save below
+        try:
+            return super()._save_checkpoint(trainer, filepath)
+        finally:
+            self.save_weights_only = False
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After Lightning has read the checkpoint's weights and before it restores the optimizer from it.
+        super().on_fit_start(trainer, pl_module)
+        path = trainer.ckpt_path
+        if path and Path(path).is_file():
+            require_training_state(torch.load(path, map_location="cpu", weights_only=True, mmap=True), path)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("dirpath", self.dirpath) != self.dirpath:
+            # Every run writes into a directory of its own, so a checkpoint always comes from another one, whose
+            # scores and file list this run neither replaces nor deletes. Lightning drops them too, with a warning
+            # at every test/validate/predict; like Lightning, only best_model_path is taken.
+            self.best_model_path = state_dict["best_model_path"]
+            return
+        super().load_state_dict(state_dict)
 
     def _refresh_last(self, trainer: pl.Trainer) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:
@@ -209,6 +246,23 @@ class ResumeDataPosition(Callback):
         if fit_loop.restarting and fit_loop._combined_loader_states_to_load and fit_loop._data_fetcher is not None:
             fit_loop._load_combined_loader_states()
             iter(fit_loop._data_fetcher)
+
+
+TRAINING_STATE_KEYS = ("optimizer_states", "lr_schedulers")
+
+
+def require_training_state(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Refuse to resume a fit from a checkpoint without the optimizer state (`best.ckpt`: weights only), in one line
+    that says which file to resume from, instead of Lightning's KeyError at the first optimizer restore."""
+    if all(key in checkpoint for key in TRAINING_STATE_KEYS):
+        return
+    last = Path(path).with_name("last.ckpt")
+    hint = f"--ckpt_path {last}" if last.is_file() and last != Path(path) else "--ckpt_path last"
+    raise user_error(
+        f"{Path(path).name} has the weights for test, predict and export, not the optimizer state a fit resumes from",
+        f"--ckpt_path {path}",
+        f"resume from the run's last.ckpt, which has it: {hint}",
+    )
 
 
 def save_last(trainer: pl.Trainer) -> Path:
@@ -344,7 +398,7 @@ class GracefulInterrupt(Callback):
         path = save_last(trainer)  # collective under DDP: every rank got the same flag at the same batch
         if trainer.is_global_zero:
             name = signal.Signals(signum).name
-            command = " ".join(_resume_command(sys.argv, path))
+            command = resume_hint(sys.argv, path)
             _err_console.print(
                 f"{name}: stopped at epoch {trainer.current_epoch}, step {trainer.global_step}; "
                 f"checkpoint saved to {path}\nResume with: {command}",
@@ -352,6 +406,12 @@ class GracefulInterrupt(Callback):
                 markup=False,
             )
         raise TrainingInterrupted(128 + int(signum))
+
+
+def resume_hint(argv: list[str], path: Path) -> str:
+    """The resume command as one line for a shell: it changes to this directory first (the command's relative paths
+    are relative to it) and names the program by its absolute path, so it runs in a fresh shell without PATH set up."""
+    return f"cd {shlex.quote(os.getcwd())} && {shlex.join(_resume_command(argv, path))}"
 
 
 def _resume_command(argv: list[str], path: Path) -> list[str]:
@@ -364,7 +424,19 @@ def _resume_command(argv: list[str], path: Path) -> list[str]:
         if arg.startswith("--ckpt_path="):
             del args[i]
             break
-    return ["textcls", *args, "--ckpt_path", str(path)]
+    return [*_program(argv[0] if argv else ""), *args, "--ckpt_path", str(path)]
+
+
+def _program(argv0: str) -> list[str]:
+    """How this process was started: `python -m textcls` (then argv[0] is textcls/__main__.py), or a script."""
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if main_spec is not None and main_spec.name in ("textcls", "textcls.__main__"):
+        return [sys.executable, "-m", "textcls"]
+    if not argv0:
+        return ["textcls"]
+    if os.sep not in argv0:  # found on PATH by the shell that started it
+        argv0 = shutil.which(argv0) or argv0
+    return [os.path.abspath(argv0)]
 
 
 def newest_last_checkpoint(runs_root: Path, experiment: str) -> Path | None:
