@@ -39,6 +39,7 @@ install: $(STAMP) ## create .venv with torch, the package (editable) and dev too
 train: $(STAMP) ## train: make train CONFIG=configs/textcnn.yaml ARGS="--trainer.max_epochs=1"
 	.venv/bin/textcls fit --config $(CONFIG) $(ARGS)
 
+# Slow tests are named as they start (tests/conftest.py); the 15 slowest are listed at the end.
 # The serve page's browser test drives Debian's Chromium: installed here when missing and running as root (as CI
 # does); elsewhere, or when apt cannot fetch it, that one test skips and says why.
 .PHONY: browser
@@ -49,7 +50,7 @@ browser:
 	echo "chromium not installed: tests/integration/test_serve_page.py will skip"
 
 test: $(STAMP) browser ## run the whole test suite, slow tests included
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	.venv/bin/python -m pytest --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## run the tests not marked slow
 	.venv/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)

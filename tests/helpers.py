@@ -6,10 +6,24 @@ import csv
 import json
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
-#: the installed console script, next to the interpreter running the tests (tests run it as a real subprocess)
-TEXTCLS = str(Path(sys.executable).parent / "textcls")
+
+def _console_script() -> str:
+    """The `textcls` script installed with the package this interpreter imports: next to the interpreter in a venv
+    or conda env, else where the installer put it (the distribution's RECORD lists it, e.g. ~/.local/bin)."""
+    beside = Path(sys.executable).parent / "textcls"
+    if beside.is_file():
+        return str(beside)
+    for file in metadata.distribution("textcls").files or []:
+        if file.name in ("textcls", "textcls.exe") and file.parent.name in ("bin", "Scripts"):
+            return str(Path(str(file.locate())).resolve())
+    raise RuntimeError("the textcls console script is not installed for this interpreter: pip install -e '.[dev]'")
+
+
+#: the installed console script of the environment running the tests (tests run it as a real subprocess)
+TEXTCLS = _console_script()
 
 POSITIVE = ["great", "good", "superb", "lovely", "fine"]
 NEGATIVE = ["awful", "bad", "dull", "poor", "boring"]

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import write_rows
+from helpers import TEXTCLS, write_rows
 from pytorch_lightning.callbacks import Callback
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def test_ddp_ranks_share_one_vocabulary_and_read_disjoint_shards(tmp_path):
     )
     env[PROBE_DIR] = str(probe)
     command = [
-        str(ROOT / ".venv/bin/textcls"), "fit", "--config", "configs/textcnn.yaml",
+        TEXTCLS, "fit", "--config", "configs/textcnn.yaml",
         "--data.train_file", str(train), "--data.batch_size", "16", "--data.num_workers", "0",
         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
         "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--test_after_fit", "false",

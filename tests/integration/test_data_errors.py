@@ -15,10 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers import labelled_rows, one_error_line, write_rows
+from helpers import TEXTCLS, labelled_rows, one_error_line, write_rows
 
 ROOT = Path(__file__).resolve().parents[2]
-TEXTCLS = str(ROOT / ".venv" / "bin" / "textcls")
 
 
 def _csv(path: Path, text: str) -> Path:
