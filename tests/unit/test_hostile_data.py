@@ -126,6 +126,8 @@ CORPUS: dict[str, tuple[str, bytes | str | Callable[[Path], None], int | tuple[s
     ),
     "jsonl-gz": ("t.jsonl.gz", gzip.compress(JSONL.encode()), 400),
     "fasttext-gz": ("t.txt.gz", gzip.compress(FASTTEXT.encode()), 400),
+    "fasttext-bom": ("t.txt", "\ufeff" + FASTTEXT, 400),
+    "labeltext-bom": ("t.txt", "\ufeff" + "".join(f"{r['label']} {r['text']}\n" for r in ROWS), 400),
     "parquet-float-labels": (
         "t.parquet",
         _parquet(pa.table({"text": ["a b", "c d"] * 10, "label": [1.5, 2.5] * 10})),
@@ -326,6 +328,9 @@ def test_a_hostile_training_file_reads_correctly_or_fails_in_one_line(tmp_path, 
         if isinstance(expected, int):
             dm = _fit_data(cache, train_file=str(path))
             assert len(dm.datasets["train"]) + len(dm.datasets["validation"]) == expected
+            assert all(n == n.strip() and "\ufeff" not in n and "\n" not in n for n in dm.label_names), dm.label_names
+            if not any(word in case for word in ("integer", "float", "numeric")):
+                assert dm.label_names == ["neg", "pos"], dm.label_names
             return
         with pytest.raises(DataError) as caught:
             _fit_data(cache, train_file=str(path))

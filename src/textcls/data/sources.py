@@ -58,6 +58,7 @@ EXTENSIONS = {
 LINE_FORMATS = ("labeltext", "fasttext", "lines")
 FORMAT_NAMES = {"csv": "CSV", "tsv": "TSV", "jsonl": "JSON Lines"}
 FASTTEXT_PREFIX = "__label__"
+BOM = b"\xef\xbb\xbf"
 
 
 def check_readable(path: str | Path, what: str) -> Path:
@@ -108,10 +109,10 @@ def resolve_format(path: Path, fmt: str | None, labelled: bool) -> str:
         return "lines"
     try:
         with open_bytes(path) as handle:
-            start = handle.read(len(FASTTEXT_PREFIX))
+            start = handle.read(len(FASTTEXT_PREFIX) + len(BOM)).removeprefix(BOM)
     except OSError as err:
         raise read_error(f"file '{path}'", path, err) from None
-    return "fasttext" if start == FASTTEXT_PREFIX.encode() else "labeltext"
+    return "fasttext" if start.startswith(FASTTEXT_PREFIX.encode()) else "labeltext"
 
 
 def file_fingerprint(path: Path) -> str:
@@ -434,7 +435,7 @@ def _line_blocks(path: Path, name: str) -> Iterator[pa.Array]:
             block = handle.read(BLOCK_BYTES)
             if not block:
                 break
-            block = rest + block
+            block = rest + block if lines_before or rest else block.removeprefix(BOM)
             cut = block.rfind(b"\n")
             if cut < 0:
                 rest = block
