@@ -125,6 +125,20 @@ CORPUS: dict[str, tuple[str, bytes | str | Callable[[Path], None], int | tuple[s
         40,
     ),
     "jsonl-gz": ("t.jsonl.gz", gzip.compress(JSONL.encode()), 400),
+    # pyarrow fixes a stream's schema after its first 1 MB block
+    "jsonl-key-first-seen-after-1mb": ("t.jsonl", JSONL * 50 + json.dumps({**ROWS[0], "new": "x"}) + "\n", 20_001),
+    "jsonl-null-throughout-first-1mb": (
+        "t.jsonl",
+        "".join(json.dumps({**r, "note": None}) + "\n" for r in ROWS * 50)
+        + json.dumps({**ROWS[0], "note": "n"})
+        + "\n",
+        20_001,
+    ),
+    "jsonl-date-like-text": (
+        "t.jsonl",
+        "".join(json.dumps({"text": f"2020-01-0{i % 9 + 1}", "label": r["label"]}) + "\n" for i, r in enumerate(ROWS)),
+        400,
+    ),
     "fasttext-gz": ("t.txt.gz", gzip.compress(FASTTEXT.encode()), 400),
     "fasttext-bom": ("t.txt", "\ufeff" + FASTTEXT, 400),
     "labeltext-bom": ("t.txt", "\ufeff" + "".join(f"{r['label']} {r['text']}\n" for r in ROWS), 400),

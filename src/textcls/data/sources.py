@@ -347,7 +347,16 @@ class FileSource(Source):
             self._nesting_checked = True
 
         def open_reader(block: int) -> Iterator[pa.RecordBatch]:
-            return pajson.open_json(self.path, read_options=pajson.ReadOptions(block_size=block))
+            # The streaming reader fixes its schema after the first block, so a key seen first later, or a key null
+            # throughout the first block, would fail the read: the first block's keys are read with null and date
+            # types as text (a date keeps its own spelling), and later new keys are ignored.
+            read = pajson.ReadOptions(block_size=block)
+            fields = [
+                pa.field(f.name, pa.string()) if _text_like(f.type) else f
+                for f in pajson.open_json(self.path, read_options=read).schema
+            ]
+            options = pajson.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
+            return pajson.open_json(self.path, read_options=read, parse_options=options)
 
         try:
             for batch in self._resumable(open_reader):
@@ -484,6 +493,10 @@ def _all_strings(batch: pa.RecordBatch) -> pa.RecordBatch:
                 column = column.cast(pa.string())
         columns.append(column)
     return pa.record_batch(columns, names=batch.schema.names)
+
+
+def _text_like(kind: pa.DataType) -> bool:
+    return pa.types.is_null(kind) or pa.types.is_temporal(kind)
 
 
 def _control_bytes(batch: pa.RecordBatch) -> tuple[bool, bool]:
