@@ -40,7 +40,8 @@ def read_report(text: str) -> list[tuple[str, float, int]]:
     rows = []
     for line in text.splitlines():
         cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
-        if len(cells) == 5 and all(re.fullmatch(r"[0-9.]+", c) for c in cells[1:4]) and cells[4].isdigit():
+        is_row = len(cells) == 5 and all(re.fullmatch(r"[0-9.]+", c) for c in cells[1:4]) and cells[4].isdigit()
+        if is_row and not cells[0].endswith(" avg"):  # the macro / weighted average rows are not classes
             rows.append((cells[0], float(cells[3]), int(cells[4])))
     if not rows:
         raise SystemExit("no per-class table (class, precision, recall, F1, support) found in the report")
