@@ -59,6 +59,7 @@ def export_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(checkpoint, export_dir, tmp_path_factory):
+    # Both start at once: their start-ups (model loads, imports) overlap.
     started = {
         "torch": Server(
             tmp_path_factory.mktemp("torch-server"),
@@ -66,7 +67,8 @@ def servers(checkpoint, export_dir, tmp_path_factory):
             "--api_key_env", KEY_ENV, "--log_level", "info",
             env={KEY_ENV: KEY}, key=KEY,
         ),
-        "onnx": Server(tmp_path_factory.mktemp("onnx-server"), "--model_dir", str(export_dir)),
+        # two workers: requests are spread over two model copies and two HTTP processes
+        "onnx": Server(tmp_path_factory.mktemp("onnx-server"), "--model_dir", str(export_dir), "--workers", "2"),
     }  # fmt: skip
     try:
         for server in started.values():
@@ -134,7 +136,9 @@ def test_info_health_and_docs(servers, classifier, checkpoint, export_dir):
     assert model["max_length"] == classifier.max_length and model["backend"] == "torch"
     assert model["source"]["checkpoint"] == str(checkpoint.resolve()) and len(model["source"]["sha256"]) == 64
     assert model["textcls_version"] and model["max_texts"] == MAX_TEXTS
-    model = onnx_server.get("/info")[1]["model"]
+    status, info = onnx_server.get("/info")
+    model = info["model"]
+    assert info["server"]["workers_per_device"] == 2
     assert model["backend"] == "onnx" and model["source"]["model_dir"] == str(export_dir.resolve())
     assert model["max_length"] == classifier.max_length and model["label_names"] == classifier.label_names
     status, spec = onnx_server.get("/openapi.json")
@@ -245,7 +249,7 @@ def test_the_api_key_is_required_and_never_shown(servers):
 
 def test_the_onnx_server_never_loads_torch(servers):
     onnx_pids, torch_pids = servers["onnx"].pids(), servers["torch"].pids()
-    assert len(onnx_pids) >= 3, onnx_pids  # main, HTTP server, worker (and LitServe's manager)
+    assert len(onnx_pids) >= 5, onnx_pids  # main, 2 HTTP servers, 2 workers (and LitServe's manager)
     for pid in onnx_pids:
         libraries = mapped_libraries(pid)
         assert libraries, pid
