@@ -68,7 +68,8 @@ def servers(checkpoint, export_dir, tmp_path_factory):
             env={KEY_ENV: KEY}, key=KEY,
         ),
         # two workers: requests are spread over two model copies and two HTTP processes
-        "onnx": Server(tmp_path_factory.mktemp("onnx-server"), "--model_dir", str(export_dir), "--workers", "2"),
+        "onnx": Server(tmp_path_factory.mktemp("onnx-server"), "--model_dir", str(export_dir), "--workers", "2",
+                       "--threads", "1"),
     }  # fmt: skip
     try:
         for server in started.values():
@@ -138,7 +139,7 @@ def test_info_health_and_docs(servers, classifier, checkpoint, export_dir):
     assert model["textcls_version"] and model["max_texts"] == MAX_TEXTS
     status, info = onnx_server.get("/info")
     model = info["model"]
-    assert info["server"]["workers_per_device"] == 2
+    assert info["server"]["workers_per_device"] == 2 and model["threads_per_worker"] == 1
     assert model["backend"] == "onnx" and model["source"]["model_dir"] == str(export_dir.resolve())
     assert model["max_length"] == classifier.max_length and model["label_names"] == classifier.label_names
     status, spec = onnx_server.get("/openapi.json")

@@ -26,12 +26,16 @@ class ClassifierAPI(ls.LitAPI):
         path: the model to load in each worker.
         max_batch_size: requests per dynamic batch (1 switches batching off).
         batch_timeout: seconds a batch waits to fill before it runs anyway.
+        threads: intra-op threads of the runtime in each worker; unset keeps the runtime's default.
     """
 
-    def __init__(self, backend: str, path: str, max_batch_size: int, batch_timeout: float) -> None:
+    def __init__(
+        self, backend: str, path: str, max_batch_size: int, batch_timeout: float, threads: int | None = None
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
         self.backend_name = backend
         self.path = path
+        self.threads = threads
         self.backend: Backend | None = None
         self.task: Task | None = None
 
@@ -39,7 +43,7 @@ class ClassifierAPI(ls.LitAPI):
         # Ctrl-C reaches every process of the terminal's group: a worker keeps answering the requests in flight and
         # is stopped by the main process once the HTTP servers have drained.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self.backend = load_backend(self.backend_name, self.path)
+        self.backend = load_backend(self.backend_name, self.path, self.threads)
         self.task = task_for(self.backend.info.task, self.backend.info.label_names)
 
     def decode_request(self, request: PredictBody) -> PredictRequest:

@@ -45,8 +45,13 @@ class Backend(Protocol):
 class TorchBackend:
     """A checkpoint loaded with `textcls.inference.load_classifier`: the Python API's own tokenizer and network."""
 
-    def __init__(self, ckpt_path: str | Path) -> None:
+    def __init__(self, ckpt_path: str | Path, threads: int | None = None) -> None:
+        import torch
+
         from textcls.inference import load_classifier
+
+        if threads is not None:
+            torch.set_num_threads(threads)
 
         path = Path(ckpt_path)
         self.classifier = load_classifier(path, device="cpu")
@@ -70,7 +75,7 @@ class TorchBackend:
 class OnnxBackend:
     """A `textcls export` directory: tokenizer.json through the `tokenizers` library, model.onnx in ONNX Runtime."""
 
-    def __init__(self, model_dir: str | Path) -> None:
+    def __init__(self, model_dir: str | Path, threads: int | None = None) -> None:
         directory = Path(model_dir)
         if not directory.is_dir():
             raise user_error("export directory not found", f"--model_dir {directory}", "pass a `textcls export` output")
@@ -89,6 +94,8 @@ class OnnxBackend:
         self.tokenizer, self.max_length, self.pad_id = _read_tokenizer(tokenizers, directory / "tokenizer.json")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # warnings about unused initialisers and the like are not the user's to act on
+        if threads is not None:
+            options.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(
                 str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
@@ -133,9 +140,9 @@ class OnnxBackend:
         return out
 
 
-def load_backend(backend: str, path: str) -> Backend:
-    """`torch`: a checkpoint file; `onnx`: an export directory."""
-    return TorchBackend(path) if backend == "torch" else OnnxBackend(path)
+def load_backend(backend: str, path: str, threads: int | None = None) -> Backend:
+    """`torch`: a checkpoint file; `onnx`: an export directory. `threads`: intra-op threads (unset: the runtime's)."""
+    return TorchBackend(path, threads) if backend == "torch" else OnnxBackend(path, threads)
 
 
 def _read_labels(path: Path) -> list[str]:

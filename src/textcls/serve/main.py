@@ -25,6 +25,7 @@ def serve(
     max_batch_size: int = 32,
     batch_timeout: float = 0.005,
     workers: int = 1,
+    threads: int | None = None,
     max_texts: int = 256,
     max_body_bytes: int = 1_000_000,
     api_key_env: str | None = None,
@@ -41,6 +42,8 @@ def serve(
         max_batch_size: requests that share one forward pass (dynamic batching); 1 switches batching off.
         batch_timeout: seconds a batch waits for more requests before it runs.
         workers: inference worker processes, each with its own copy of the model (and one HTTP process each).
+        threads: intra-op threads per worker (torch or ONNX Runtime); unset uses every core. On a machine shared
+            with other work, 1 avoids the cost of threads waiting for each other.
         max_texts: most texts one request may send in "texts".
         max_body_bytes: largest request body, in bytes.
         api_key_env: name of an environment variable that holds an API key; requests must then send it
@@ -61,6 +64,8 @@ def serve(
     _at_least(port, 1024, "--port", 65535)
     _at_least(max_batch_size, 1, "--max_batch_size")
     _at_least(workers, 1, "--workers")
+    if threads is not None:
+        _at_least(threads, 1, "--threads")
     _at_least(max_texts, 1, "--max_texts")
     _at_least(max_body_bytes, 1, "--max_body_bytes")
     if not batch_timeout >= 0:
@@ -75,6 +80,7 @@ def serve(
         max_batch_size=max_batch_size,
         batch_timeout=batch_timeout,
         workers=workers,
+        threads=threads,
         limits=Limits(max_texts=max_texts, max_body_bytes=max_body_bytes),
         api_key=_api_key(api_key_env),
         log_level=log_level,

@@ -44,6 +44,7 @@ class ServeConfig:
     max_batch_size: int
     batch_timeout: float
     workers: int
+    threads: int | None
     limits: Limits
     api_key: str | None
     log_level: str
@@ -79,10 +80,11 @@ def _build(config: ServeConfig, info: ModelInfo) -> Any:
         "max_body_bytes": config.limits.max_body_bytes,
         "max_batch_size": config.max_batch_size,
         "batch_timeout": config.batch_timeout,
+        "threads_per_worker": config.threads,
     }
     page = render_page(metadata, key_required=config.api_key is not None)
     gateway = {"task": task, "limits": config.limits, "page": page, "api_key": config.api_key}
-    api = ClassifierAPI(config.backend, config.path, config.max_batch_size, config.batch_timeout)
+    api = ClassifierAPI(config.backend, config.path, config.max_batch_size, config.batch_timeout, config.threads)
     server = ls.LitServer(
         api,
         accelerator="cpu",
