@@ -17,9 +17,9 @@ from rich.markup import escape
 
 import textcls.models  # noqa: F401  (so the networks' short names resolve: --model.model TextCNN)
 from textcls import run_config
-from textcls.callbacks import EpochSummary, PredictionWriter
+from textcls.callbacks import EpochSummary, PredictionWriter, StopOtherRanks
 from textcls.checkpoint import check_weights_fit
-from textcls.config_checks import check_config
+from textcls.config_checks import check_config, check_config_files
 from textcls.data import DataError, TextDataModule
 from textcls.help import ShortHelpFormatter
 from textcls.module import NonFiniteLossError, TextClassifier
@@ -58,6 +58,7 @@ class TextclsCLI(LightningCLI):
                     ClassificationReport(),
                     WandbWatch(),
                     FaultTolerance(),
+                    StopOtherRanks(),
                 ],
                 # As a class path, not an instance: jsonargparse can then print and save it in config.yaml.
                 "plugins": [{"class_path": "textcls.training.AtomicCheckpointIO"}],
@@ -96,7 +97,9 @@ class TextclsCLI(LightningCLI):
         if isinstance(args, (dict, Namespace)):
             self.checkpoint_plan = run_config.CheckpointPlan([])
             return super().parse_arguments(parser, args)
-        self.checkpoint_plan = run_config.plan(list(sys.argv[1:] if args is None else args), announce=_announce)
+        argv = list(sys.argv[1:] if args is None else args)
+        check_config_files(argv)  # a malformed YAML named by file:line:column, not "<unicode string>"
+        self.checkpoint_plan = run_config.plan(argv, announce=_announce)
         with warnings.catch_warnings():
             # We pass the command line on ourselves (plus the checkpoint defaults); that is not the mistake
             # Lightning warns about. sys.argv stays untouched so DDP's relaunch of the command still works.
@@ -265,8 +268,14 @@ def main(args: list[str] | None = None) -> None:
         TextclsCLI(args=args)
     except DataError as err:
         discard_empty_run_dir()
-        err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", soft_wrap=True)
+        _print_error(err)
         raise SystemExit(2) from None
     except NonFiniteLossError as err:
-        err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", soft_wrap=True)
+        _print_error(err)
         raise SystemExit(3) from None
+
+
+@rank_zero_only
+def _print_error(err: BaseException) -> None:
+    """Once per run, not once per DDP process (every rank raises an error that every rank meets)."""
+    err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", soft_wrap=True)
