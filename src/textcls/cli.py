@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import textcls.models  # noqa: F401  (so the networks' short names resolve: --model.model TextCNN)
-from textcls import run_config
+from textcls import quiet, run_config
 from textcls.callbacks import EpochSummary, PredictionWriter, StopOtherRanks
 from textcls.checkpoint import check_weights_fit
 from textcls.config_checks import check_config, check_config_files
@@ -146,6 +146,7 @@ class TextclsCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         trainer = super().instantiate_trainer(**kwargs)
         use_throttled_progress_bar(trainer)
+        quiet.quiet_trainer(trainer)
         skip_idle_batch_hooks(trainer.callbacks)  # type: ignore[attr-defined]
         return trainer
 
@@ -252,9 +253,7 @@ def _print_run_summary(trainer: Any, best: bool = True) -> None:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the `textcls` console script."""
-    # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates, once per run; nothing a user can act
-    # on, so it is not printed into every run's output.
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    quiet.install()
     argv = list(sys.argv[1:] if args is None else args)
     try:
         if argv[:1] == ["export"]:

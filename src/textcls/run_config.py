@@ -48,6 +48,10 @@ def plan(argv: list[str], announce: Any = print) -> CheckpointPlan:
     if not path.is_file():
         raise UserError(f"--ckpt_path '{path}' does not exist or is not a file; pass the path of a .ckpt file.")
     checkpoint = load_checkpoint(path, trusted=user_strings(argv))
+    if subcommand == "fit":
+        from textcls.training import require_training_state  # Lightning-level module: imported when resuming only
+
+        require_training_state(checkpoint, path)  # a weights-only best.ckpt: resume from last.ckpt instead
     defaults = yaml.safe_dump(checkpoint_config(checkpoint, subcommand, path))
     position = _after_experiment_config(argv, argv.index(subcommand) + 1, _experiment_of(path))
     # The resolved path goes last, so it also replaces a `last` given in a config file.

@@ -218,5 +218,5 @@ def test_two_runs_with_the_same_seed_give_identical_metrics(tmp_path, data, refe
 def test_ckpt_path_last_without_a_previous_run_is_one_clear_error(tmp_path, data):
     result = fit(tmp_path / "runs", data, "--ckpt_path", "last", timeout=120)
     assert result.returncode == 2
-    assert result.stderr.strip().startswith("error: --ckpt_path last: no complete last.ckpt under")
+    assert result.stderr.strip().startswith("error: --ckpt_path last found no run of experiment")
     assert "Traceback" not in result.stderr
