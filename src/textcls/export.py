@@ -219,6 +219,9 @@ def _quiet_exporter():
 def _serving_tokenizer_json(clf: Classifier) -> str:
     """The tokenizer as `tokenizers` JSON with truncation to max_length and right padding with `<pad>` enabled."""
     spec = json.loads(clf.tokenizer.to_json())
+    # As added tokens, `tokenizers` would match `<pad>` and `<unk>` literally inside a text and split it there;
+    # textcls's own tokenizer reads them as plain words, so the served ids would differ from training's.
+    spec["added_tokens"] = []
     spec["truncation"] = {"direction": "Right", "max_length": clf.max_length, "strategy": "LongestFirst", "stride": 0}
     pad_token = clf.tokenizer.vocab[clf.tokenizer.pad_id]
     spec["padding"] = {

@@ -25,6 +25,7 @@ TEXTS = [
     "the film was awful and the plot was bad and boring from start to end, said everyone who saw it",
     "lovely film",
     "words never seen in training at all",
+    "a <pad> film<unk> was great",  # the special tokens' spellings are plain words inside a text
 ]
 
 
