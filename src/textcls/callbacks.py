@@ -103,7 +103,7 @@ class PredictionWriter(BasePredictionWriter):
             )
 
     def _input_columns(self, trainer: pl.Trainer) -> pa.Table:
-        read = getattr(trainer.datamodule, "predict_columns", None)
+        read = getattr(getattr(trainer, "datamodule", None), "predict_columns", None)
         if read is None:
             raise user_error(
                 "--predictions.keep_columns needs the predict data of textcls's TextDataModule",

@@ -13,6 +13,7 @@ import csv
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from textcls.data.errors import DataError
 from textcls.data.rawtext import lines, nul_error, undecodable
@@ -36,7 +37,7 @@ def csv_problem(path: Path, name: str, delimiter: str, quoted: bool) -> DataErro
                 raise undecodable(name, number, err) from None
             yield text
 
-    dialect = {"delimiter": delimiter, "strict": True}
+    dialect: dict[str, Any] = {"delimiter": delimiter, "strict": True}
     if quoted:
         dialect.update(quotechar='"', doublequote=True, quoting=csv.QUOTE_MINIMAL)
     else:

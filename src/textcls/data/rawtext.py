@@ -49,7 +49,7 @@ def compression_of(path: Path) -> str | None:
 
 def open_bytes(path: Path) -> BinaryIO:
     """The file's content, decompressed when its name ends in a compression suffix."""
-    return pa.input_stream(str(path), compression=compression_of(path))  # type: ignore[return-value]
+    return pa.input_stream(str(path), compression=compression_of(path))
 
 
 def read_error(name: str, path: Path, err: OSError) -> DataError:
