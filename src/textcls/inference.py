@@ -22,6 +22,7 @@ from textcls.checkpoint import DATA_STATE_KEY, check_classes, check_consistency,
 from textcls.data.errors import DataError
 from textcls.data.tokenizer import SMALL_CALL_TEXTS, WordTokenizer
 from textcls.errors import user_error
+from textcls.records import prediction_records
 
 DEFAULT_MAX_LENGTH = 256  # the default of TextDataModule.max_length, for checkpoints written before it was recorded
 TRUSTED_MODEL_PREFIXES = ("textcls.models.",)
@@ -97,18 +98,7 @@ class Classifier:
         num_classes = len(self.label_names)
         if top_k is not None and not 1 <= top_k <= num_classes:
             raise DataError(f"top_k must be between 1 and the number of classes ({num_classes}), got {top_k}.")
-        probs = self.predict_proba(texts, batch_size)
-        names = self.label_names
-        records = []
-        for row in probs.tolist():
-            best = max(range(num_classes), key=row.__getitem__)
-            if top_k is None:
-                shown = dict(zip(names, row, strict=True))
-            else:
-                order = sorted(range(num_classes), key=lambda i: -row[i])[:top_k]
-                shown = {names[i]: row[i] for i in order}
-            records.append({"label": names[best], "probability": row[best], "probabilities": shown})
-        return records
+        return prediction_records(self.predict_proba(texts, batch_size).tolist(), self.label_names, top_k)
 
     @torch.inference_mode()
     def _scores(self, texts: Sequence[str], batch_size: int, softmax: bool) -> Iterator[np.ndarray]:

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from textcls.records import prediction_records
+
 
 class Task(Protocol):
     name: str
@@ -38,18 +40,7 @@ class SingleLabel:
         return exp / exp.sum(axis=1, keepdims=True)
 
     def records(self, probs: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> list[dict]:
-        # The same selection and ordering as Classifier.predict, so both APIs answer identically.
-        names, num_classes = self.label_names, len(self.label_names)
-        records = []
-        for row in probs.tolist():
-            best = max(range(num_classes), key=row.__getitem__)
-            if top_k is None:
-                shown = dict(zip(names, row, strict=True))
-            else:
-                order = sorted(range(num_classes), key=lambda i: -row[i])[:top_k]
-                shown = {names[i]: row[i] for i in order}
-            records.append({"label": names[best], "probability": row[best], "probabilities": shown})
-        return records
+        return prediction_records(probs.tolist(), self.label_names, top_k)  # exactly Classifier.predict's
 
 
 def task_for(kind: str, label_names: Sequence[str]) -> Task:
