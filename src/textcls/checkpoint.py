@@ -44,7 +44,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             warnings.simplefilter("ignore", UserWarning)
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a truncated, foreign or unsafe file
-        raise UserError(f"'{path}' is not a readable checkpoint ({_load_failure(err)}).") from None
+        raise UserError(f"'{path}' is not a readable checkpoint ({_load_failure(err, path)}).") from None
     if not isinstance(checkpoint, dict):
         raise UserError(f"'{path}' is not a textcls checkpoint (it holds a {type(checkpoint).__name__}, not a dict).")
     missing = [key for key in ("state_dict", "hyper_parameters", DATA_STATE_KEY) if key not in checkpoint]
@@ -56,11 +56,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def _load_failure(err: Exception) -> str:
+def _load_failure(err: Exception, path: Path) -> str:
     """Why torch.load(weights_only=True) refused the file, and what to do, in words a user can act on."""
     message = str(err)
-    if "Weights only load failed" in message or "Unsupported global" in message:
-        found = re.search(r"GLOBAL ([\w.]+)", message)
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    with open(path, "rb") as handle:
+        pickle_stream = handle.read(1) == b"\x80"  # a pickle's protocol opcode (a zip checkpoint names its globals)
+    if "Weights only load failed" in message and (found or pickle_stream):
         named = f" ({found.group(1)})" if found else ""
         return (
             f"it holds pickled Python objects{named}, which safe loading (torch.load weights_only=True) refuses, "

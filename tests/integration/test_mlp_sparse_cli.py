@@ -111,11 +111,12 @@ def test_nb_weighting_counts_a_fresh_fit_only_and_predict_uses_the_weights(tmp_p
         "neg",
     ]
 
-    # A resumed fit keeps the checkpoint's weights even on other training data (a recount would change them).
+    # A resumed fit keeps the checkpoint's weights even on other training data (a recount would change them); `last`
+    # never picks a run trained on other data, so the checkpoint is named.
     fewer = write_rows(tmp_path / "fewer.csv", labelled_rows(120)[:30])
     resumed = subprocess.run(
         [TEXTCLS, "fit", *SPARSE_MLP, *nb, "--data.train_file", str(fewer), "--runs_root", str(tmp_path / "runs"),
-         "--trainer.max_epochs", "2", "--ckpt_path", "last"],
+         "--trainer.max_epochs", "2", "--ckpt_path", str(last)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]

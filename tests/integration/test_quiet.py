@@ -124,13 +124,23 @@ def test_wandb_fit_prints_no_known_noise(tmp_path, data, capsys, recwarn, lightn
     monkeypatch.setenv("WANDB_MODE", "offline")  # nothing leaves the machine
     monkeypatch.setenv("WANDB_X_DISABLE_UPDATE_CHECK", "true")
     monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
-    printed = run(
+    import wandb
+
+    # W&B keeps its settings for the rest of the process once a run starts: later W&B tests set their own.
+    try:
+        printed = _wandb_fit(tmp_path, data, capsys, recwarn, lightning_log)
+    finally:
+        wandb.teardown()
+    [run_dir] = (tmp_path / "runs" / "mlp").iterdir()
+    assert (run_dir / "metrics.csv").is_file() and any((run_dir / "wandb").glob("offline-run-*")), printed[-3000:]
+    assert "wandb" in printed, printed[-3000:]  # W&B's own lines were captured
+    assert noise_in(printed) == [], printed[-3000:]
+
+
+def _wandb_fit(tmp_path, data, capsys, recwarn, lightning_log) -> str:
+    return run(
         ["fit", "--config", str(ROOT / "configs/mlp.yaml"), "--config", str(ROOT / "configs/logger/wandb.yaml"),
          "--data.train_file", str(data["train"]), "--runs_root", str(tmp_path / "runs"), "--test_after_fit", "false",
          "--trainer.enable_progress_bar", "false", *TINY],
         capsys, recwarn, lightning_log,
     )  # fmt: skip
-    [run_dir] = (tmp_path / "runs" / "mlp").iterdir()
-    assert (run_dir / "metrics.csv").is_file() and any((run_dir / "wandb").glob("offline-run-*")), printed[-3000:]
-    assert "wandb" in printed, printed[-3000:]  # W&B's own lines were captured
-    assert noise_in(printed) == [], printed[-3000:]
