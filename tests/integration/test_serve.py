@@ -213,7 +213,7 @@ def test_a_body_without_length_over_the_limit_and_a_client_that_leaves_mid_body(
         for _ in range(4):
             sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
         sock.sendall(b"0\r\n\r\n")
-        answer = sock.recv(65536).decode()
+        answer = _read_response(sock).decode()  # headers and body may arrive in separate segments
     assert answer.startswith("HTTP/1.1 413") and "--max_body_bytes" in answer
     for _ in range(3):  # promises 900 bytes, sends 20, hangs up
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
