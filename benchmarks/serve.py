@@ -14,7 +14,10 @@ reviews (about 230 words; truncated to 256 tokens as in training).
 
     .venv/bin/python benchmarks/serve.py
     options (defaults): --data ../shared/data/imdb --requests 600 --concurrency 1 8 32 64
-                        --models textcnn mlp --backends torch onnx
+                        --models textcnn mlp --backends torch onnx --latencies FILE.json
+
+`--latencies FILE.json` also keeps every request's latency per run, for the docs' histogram
+(scripts/docs/plot_serving.py draws docs/img/serve_latency.png from it).
 
 Targets (issue 16): at concurrency 32, batching gives >= 3x the throughput of batching off, and the server reaches
 >= 50 % of the in-process ceiling; at concurrency 8, p99 latency within 3x its p50.
@@ -60,6 +63,7 @@ class Run:
     p95: float
     p99: float
     errors: int
+    latencies_ms: list[float]
 
 
 def read_texts(path: Path, count: int, seed: int = 0) -> list[str]:
@@ -212,6 +216,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["textcnn", "mlp"], choices=list(CONFIGS))
     parser.add_argument("--backends", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx"])
     parser.add_argument("--texts", type=int, default=512, help="distinct test reviews the requests cycle through")
+    parser.add_argument("--latencies", type=Path, help="also write every run's latencies (ms) to this JSON file")
     args = parser.parse_args()
 
     texts = read_texts(args.data / "test.csv", args.texts)
@@ -243,6 +248,7 @@ def main() -> None:
                             run = Run(
                                 model, backend, batching, concurrency, len(latencies) / elapsed,
                                 *(1000 * percentile(latencies, q) for q in (50, 95, 99)), errors,
+                                [round(1000 * x, 3) for x in latencies],
                             )  # fmt: skip
                             runs.append(run)
                             print(
@@ -253,7 +259,23 @@ def main() -> None:
                             )
                     finally:
                         server.stop()
-    report(runs, ceilings, load_before, os.getloadavg())
+    load_after = os.getloadavg()
+    report(runs, ceilings, load_before, load_after)
+    if args.latencies:
+        write_latencies(args.latencies, runs, load_before, load_after)
+
+
+def write_latencies(path: Path, runs: list[Run], before: tuple, after: tuple) -> None:
+    """Every run's latencies with the conditions they were measured in, so the histogram can be redrawn."""
+    meta = {
+        "date": str(date.today()),
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+        "load_average": [round(before[0], 2), round(after[0], 2)],
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "runs": [vars(r) for r in runs]}, indent=1) + "\n", encoding="utf-8")
+    print(f"latencies written to {path}")
 
 
 def report(runs: list[Run], ceilings: dict[tuple[str, str], float], before: tuple, after: tuple) -> None:
