@@ -178,7 +178,7 @@ def load_classifier(
     named = named_classes(checkpoint.get("hyper_parameters") or {})
     check_classes(checkpoint, path, trusted={c for _, c in named if c.startswith(tuple(trusted_model_prefixes))})
     check_consistency(checkpoint, path)
-    model = build_model(checkpoint, path, trusted_model_prefixes)
+    model = build_model(checkpoint, path)
     state = checkpoint[DATA_STATE_KEY]
     tokenizer = WordTokenizer.from_json(state["tokenizer"], f"'{path}' (tokenizer)")
     if max_length is None:
@@ -193,10 +193,11 @@ def recorded_max_length(checkpoint: dict[str, Any]) -> int:
     return int(checkpoint[DATA_STATE_KEY].get("max_length") or DEFAULT_MAX_LENGTH)
 
 
-def build_model(
-    checkpoint: dict[str, Any], path: str | Path, trusted_prefixes: Sequence[str] = TRUSTED_MODEL_PREFIXES
-) -> nn.Module:
-    """The network described by the checkpoint's `hyper_parameters["model"]`, with the checkpoint's weights."""
+def build_model(checkpoint: dict[str, Any], path: str | Path) -> nn.Module:
+    """The network described by the checkpoint's `hyper_parameters["model"]`, with the checkpoint's weights.
+
+    The caller has already passed the checkpoint through `textcls.checkpoint.check_classes`, the one gate on which
+    classes a checkpoint may name."""
     spec = checkpoint["hyper_parameters"].get("model")
     if not isinstance(spec, dict) or not isinstance(spec.get("class_path"), str):
         raise DataError(
@@ -204,11 +205,6 @@ def build_model(
             "`textcls fit`. Use TextClassifier.load_from_checkpoint(path, model=...) instead."
         )
     class_path, init_args = spec["class_path"], dict(spec.get("init_args") or {})
-    if not class_path.startswith(tuple(trusted_prefixes)):
-        raise DataError(
-            f"'{path}': model class {class_path!r} is outside the trusted prefixes {list(trusted_prefixes)}; pass "
-            "trusted_model_prefixes=[...] to load_classifier if you trust it."
-        )
     module_name, _, class_name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
