@@ -91,24 +91,24 @@ class ResumeCheckpoint(ModelCheckpoint):
     def __init__(
         self, *args: Any, last_every_n_train_steps: int = 0, top_k_training_state: bool = False, **kwargs: Any
     ) -> None:
-        bound = inspect.signature(ModelCheckpoint.__init__).bind(self, *args, **kwargs)
-        bound.apply_defaults()
-        given = dict(bound.arguments)
-        given.pop("self")
+        super().__init__(*args, **kwargs)
+        given = inspect.signature(ModelCheckpoint.__init__).bind(self, *args, **kwargs)
+        given.apply_defaults()
         # `save_last: true` is written here through public calls; Lightning's own (lagging) `last` stays off.
-        self.writes_last = given["save_last"] is True
-        self.last_weights_only = bool(given["save_weights_only"])
-        self.last_version_counter = bool(given["enable_version_counter"])
+        self.writes_last = self.save_last is True
+        self.last_weights_only = self.save_weights_only
+        self.last_version_counter = bool(given.arguments["enable_version_counter"])
         if self.writes_last:
-            given["save_last"] = False
-            given["save_weights_only"] = self.last_weights_only or not top_k_training_state
-        super().__init__(**given)
+            self.save_last = False
+            self.save_weights_only = self.last_weights_only or not top_k_training_state
         if last_every_n_train_steps < 0:
             raise ValueError(f"--checkpoint.last_every_n_train_steps must be 0 or more, got {last_every_n_train_steps}")
         self.last_every_n_train_steps = last_every_n_train_steps
         self.top_k_training_state = top_k_training_state
         # Lightning's per-batch save point does nothing without a step or time interval (automatic optimization).
-        self._idle_batches = not given["every_n_train_steps"] and given["train_time_interval"] is None
+        self._idle_batches = (
+            not given.arguments["every_n_train_steps"] and given.arguments["train_time_interval"] is None
+        )
         self._last_written_step = 0  # like Lightning: nothing to save before the first step
         self._wrote_last = False
 
