@@ -26,9 +26,9 @@ import pytorch_lightning as pl
 import yaml
 from pytorch_lightning.callbacks import Callback
 from rich.console import Console
+from sweep_space import merge, nest, sweep_distribution, sweep_parameters  # this script's folder, on sys.path
 
 from textcls.cli import TextclsCLI
-from textcls.tracking import merge, nest, sweep_distribution, sweep_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console(highlight=False)

@@ -23,7 +23,9 @@ _SPARSE_ADVICE = (
     "use --model.optimizer torch.optim.Adagrad, or torch.optim.SGD with momentum 0, without weight decay on the "
     "embeddings (--model.decay_embeddings false) and without fused; or set --model.model.init_args.sparse false."
 )
-_NO_DECAY_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.Embedding, nn.EmbeddingBag)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+_LAZY_BATCH_NORMS = (nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
+_NO_DECAY_MODULES = (nn.LayerNorm, nn.GroupNorm, *_BATCH_NORMS, *_LAZY_BATCH_NORMS, nn.Embedding, nn.EmbeddingBag)
 
 
 def parameter_groups(model: nn.Module, decay_embeddings: bool = False) -> list[dict[str, Any]]:
@@ -52,18 +54,17 @@ def parameter_groups(model: nn.Module, decay_embeddings: bool = False) -> list[d
 
 
 def build_optimizer(factory: Callable[..., Optimizer], params: Iterable[Any], device: torch.device) -> Optimizer:
-    """Call the injected optimizer factory, asking for the fused kernel when the user left `fused` unset and the
-    optimizer and device support it (one kernel for all parameters: 7 ms against 25 ms for a 10 M-parameter Adam
-    step on this project's 2-core CPU, see benchmarks/optimizer_step.py). With sparse embedding groups (see
-    `parameter_groups`) the optimizer is checked first by `check_sparse_optimizer`, and never fused."""
+    """Call the injected optimizer factory, asking for the fused kernel (one kernel for all parameters, several times
+    faster: benchmarks/optimizer_step.py) when the user left `fused` unset and the optimizer and device support it.
+    With sparse embedding groups (see `parameter_groups`) the optimizer is checked first, and never fused."""
     params = list(params)
     if has_sparse_groups(params):
         # No fused kernel takes sparse gradients (Adam's, Adagrad's and SGD's all refuse them), and they refuse at the
         # first step, not when built, so the fallback below would not catch it.
         check_sparse_optimizer(factory, params, device)
         return factory(params)
-    if keyword_unset(factory, "fused") and device.type in _fused_devices():
-        try:
+    if keyword_unset(factory, "fused"):
+        try:  # torch checks the device and dtypes when the optimizer is built
             return factory(params, fused=True)
         except (TypeError, RuntimeError, ValueError):
             pass  # optimizer without a fused kernel (RMSprop) or a dtype/device it does not cover
@@ -81,14 +82,8 @@ def check_sparse_optimizer(
     """Raise DataError naming the options when the optimizer cannot train sparse embedding gradients next to the
     dense gradients of the other layers.
 
-    Decided by one step on stand-ins (a 2-row parameter per group, with the group's options and a sparse or dense
-    gradient like the real one) rather than by a list of names, so it holds for any optimizer class and options.
-    In torch 2.13: Adam, AdamW, RMSprop and every fused kernel refuse sparse gradients; SparseAdam refuses the dense
-    ones of the classifier layers (torch has no optimizer that combines the two, and Lightning would need manual
-    optimization for two, so textcls refuses rather than half-train); Adagrad and SGD refuse weight decay on sparse
-    gradients; SGD with momentum takes them but keeps a sparse, never-coalesced momentum buffer that grows at every
-    step (18k entries for a 1000-row table after 500 steps), so that is refused too. Adagrad, and SGD without
-    momentum, work.
+    Decided by one step on stand-ins (a 2-row parameter per group, with the group's options and gradient kind), not
+    by a list of names, so it holds for any optimizer and options; a sparse state that grows every step is refused too.
     """
     if not torch.sparse.check_sparse_tensor_invariants.is_enabled():
         # Adagrad builds sparse tensors every step, and torch warns ("Memory errors (e.g. SEGFAULT) will occur")
@@ -142,15 +137,6 @@ def keyword_unset(factory: Callable[..., Any], name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return parameter is not None and parameter.default is None
-
-
-def _fused_devices() -> list[str]:
-    try:
-        from torch.optim.optimizer import _get_fused_kernels_supported_devices
-
-        return list(_get_fused_kernels_supported_devices())
-    except ImportError:  # private helper moved: CUDA and CPU have had fused Adam since torch 2.4
-        return ["cuda", "cpu"]
 
 
 class WarmupCosine(LambdaLR):
@@ -226,7 +212,7 @@ def clip_gradients(precision: Any, optimizer: Optimizer, clip_val: float, algori
     clipping; GradScaler.step then sees them unscaled and passes the fused step no scale, only the inf check.
     """
     scaler = getattr(precision, "scaler", None)
-    if scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
+    if scaler is not None and any(group.get("fused") for group in optimizer.param_groups):
         scaler.unscale_(optimizer)
     # The base plugin's clipping: the same norm / value clipping Lightning applies, without the fused-kernel refusal.
     Precision.clip_gradients(precision, optimizer, clip_val=clip_val, gradient_clip_algorithm=algorithm)

@@ -19,6 +19,7 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
 from textcls import quiet
+from textcls.compat import wandb_init_kwargs
 
 OFFLINE_MODES = ("offline", "dryrun", "disabled")
 
@@ -87,19 +88,24 @@ class WandbLogger(_LightningWandbLogger):
             **extra,
         )
         # Lightning passes `anonymous=None` to wandb.init, and wandb warns at every run that the setting has no effect.
-        if self._wandb_init.get("anonymous") is None:
-            self._wandb_init.pop("anonymous", None)
+        init = wandb_init_kwargs(self)
+        if init.get("anonymous") is None:
+            init.pop("anonymous", None)
         self.watch_mode = watch
         self.watch_log_freq = watch_log_freq
         self.init_timeout = init_timeout
+        self._started = False
+        self._went_offline = False
 
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
-        if self._experiment is None:
-            self._wandb_init["settings"] = _settings(self.init_timeout)
-            _quiet_shared_run_dir(self._wandb_init.get("dir"))
-            if not _offline(self._wandb_init):
+        if not self._started:
+            self._started = True
+            init = wandb_init_kwargs(self)
+            init["settings"] = _settings(self.init_timeout)
+            _quiet_shared_run_dir(init.get("dir"))
+            if not _offline(init):
                 try:
                     return super().experiment
                 except Exception as err:  # wandb.errors.Error and friends: no key, refused, timed out
@@ -107,10 +113,13 @@ class WandbLogger(_LightningWandbLogger):
                         f"W&B is unreachable ({type(err).__name__}: {_first_line(err)}); training continues with an "
                         "offline W&B run (upload it later with `wandb sync <run folder>`)."
                     )
-                    self._experiment = None
-                    self._wandb_init["mode"] = "offline"
-                    self._log_model = False  # nothing can be uploaded offline
+                    init["mode"] = "offline"
+                    self._went_offline = True
         return super().experiment
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        if not self._went_offline:  # nothing can be uploaded offline
+            super().after_save_checkpoint(checkpoint_callback)
 
 
 def _quiet_shared_run_dir(directory: str | None) -> None:
@@ -196,46 +205,3 @@ def finish_wandb(trainer: pl.Trainer | None) -> None:
 
     if wandb.run is not None:
         wandb.finish()
-
-
-# ----- sweeps: configs/sweeps/*.yaml is W&B's sweep format; `make sweep-local` reads the same parameters -----
-
-SWEEP_DISTRIBUTIONS = ("values", "uniform", "log_uniform_values", "int_uniform")
-
-
-def sweep_parameters(path: str | Path) -> dict[str, dict[str, Any]]:
-    """The `parameters` of a W&B sweep config, each checked to use a distribution textcls can also sample locally."""
-    parameters = (yaml.safe_load(Path(path).read_text()) or {}).get("parameters") or {}
-    for name, spec in parameters.items():
-        kind = sweep_distribution(spec)
-        if kind not in SWEEP_DISTRIBUTIONS:
-            raise ValueError(f"{path}: parameter {name!r} uses {kind!r}; use one of {', '.join(SWEEP_DISTRIBUTIONS)}.")
-        if kind != "values" and not spec["min"] < spec["max"]:
-            raise ValueError(f"{path}: parameter {name!r} needs min < max, got {spec['min']} and {spec['max']}.")
-    return parameters
-
-
-def sweep_distribution(spec: dict[str, Any]) -> str:
-    if "values" in spec:
-        return "values"
-    return str(spec.get("distribution", "int_uniform" if isinstance(spec.get("min"), int) else "uniform"))
-
-
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """{"model.optimizer.init_args.lr": 1e-3} -> {"model": {"optimizer": {"init_args": {"lr": 1e-3}}}}."""
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, last = key.split(".")
-        target = nested
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[last] = value
-    return nested
-
-
-def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge; `update` wins."""
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out

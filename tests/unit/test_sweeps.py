@@ -17,11 +17,12 @@ import yaml
 from helpers import TEXTCLS, labelled_rows, write_rows
 
 from textcls.cli import TextclsCLI
-from textcls.tracking import nest, sweep_distribution, sweep_parameters
-
-sweep_utils = pytest.importorskip("wandb.sdk.launch.sweeps.utils")
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the sweep helpers live beside sweep_local.py, their one user
+from sweep_space import nest, sweep_distribution, sweep_parameters  # noqa: E402
+
+sweep_utils = pytest.importorskip("wandb.sdk.launch.sweeps.utils")
 SWEEP = ROOT / "configs/sweeps/textcnn.yaml"
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+import textcls.checkpointing as checkpointing
 import textcls.training as training
 from textcls.data.resumable import ResumableDataLoader, distributed_eval_sampler
 from textcls.models import TextCNN
@@ -30,7 +31,7 @@ def test_a_crash_while_writing_leaves_the_previous_checkpoint_intact(tmp_path, m
         handle.write(b"half a checkpoint")
         raise KeyboardInterrupt  # the process dies in the middle of torch.save
 
-    monkeypatch.setattr(training.torch, "save", crash)
+    monkeypatch.setattr(checkpointing.torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
         io_plugin.save_checkpoint({"step": 2}, path)
     assert path.read_bytes() == before

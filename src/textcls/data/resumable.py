@@ -18,25 +18,28 @@ from typing import Any
 
 import torch.distributed as dist
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from textcls.compat import IndexSamplerDataLoader
 
 
-class ResumableDataLoader(DataLoader):
+class ResumableDataLoader(IndexSamplerDataLoader):
     """A `torch.utils.data.DataLoader` (same arguments) that can resume an epoch part-way."""
 
-    @property
-    def _index_sampler(self) -> Any:
-        # Read by the DataLoader's iterator each time it starts an epoch (also with persistent workers).
-        return _SkipFirst(self, super()._index_sampler)
+    def wrap_index_sampler(self, sampler: Any) -> Any:
+        return _SkipFirst(self, sampler)
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        self._handed_out = getattr(self, "_skip", 0)
+        return self._count()
+
+    def _count(self) -> Iterator[Any]:
+        # Lazy: torch's iterator (which reads the index sampler, and starts the workers) is made at the first batch, so
+        # a position loaded after `iter()` and before that batch still applies (textcls.fault_tolerance).
         self._handed_out = getattr(self, "_skip", 0)
         # The worker iterator reads the index sampler twice while it starts; the skip holds for both, then ends.
         batches = super().__iter__()
         self._skip = 0
-        return self._count(batches)
-
-    def _count(self, batches: Iterator[Any]) -> Iterator[Any]:
         for batch in batches:
             self._handed_out += 1
             yield batch
@@ -45,7 +48,7 @@ class ResumableDataLoader(DataLoader):
         return {"batches": int(getattr(self, "_handed_out", 0))}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._skip = int(state_dict.get("batches", 0))
+        self._skip = self._handed_out = int(state_dict.get("batches", 0))
 
 
 class _SkipFirst:
