@@ -39,11 +39,7 @@ def test_class_weights_must_match_the_classes():
 
 
 def test_train_stats_count_every_example_and_weigh_the_loss_by_batch_size():
-    from textcls.module import TrainStats
-
-    class OneProcess:
-        def reduce(self, tensor, reduce_op):
-            return tensor
+    from textcls.metrics import TrainStats
 
     torch.manual_seed(0)
     stats = TrainStats(3)
@@ -57,6 +53,25 @@ def test_train_stats_count_every_example_and_weigh_the_loss_by_batch_size():
         loss_sum += float(loss) * size
     assert torch.equal(stats.confusion.view(3, 3), confusion)
     assert stats.loss_sum.tolist() == [loss_sum, 21.0]
-    computed = stats.compute(OneProcess())
+    computed = stats.compute()
     assert abs(computed["train/acc"].item() - float(confusion.diag().sum()) / 21) < 1e-6
     assert abs(computed["train/loss_epoch"].item() - loss_sum / 21) < 1e-6
+    tp = confusion.diag()
+    f1 = (2 * tp / (confusion.sum(0) + confusion.sum(1))).nan_to_num(0.0).mean()
+    assert abs(computed["train/f1"].item() - float(f1)) < 1e-6
+
+
+def test_train_stats_survive_a_checkpoint_and_reset():
+    from textcls.metrics import TrainStats
+
+    stats = TrainStats(2)
+    stats.update(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]), torch.tensor(0.5))
+    saved = stats.summed_state()  # one process: the state itself
+    restored = TrainStats(2)
+    restored.restore({"confusion": None, "loss_sum": None})  # saved before an epoch's first batch: stays empty
+    assert restored.compute() == {}
+    restored.restore(saved)
+    assert {k: v.item() for k, v in restored.compute().items()} == {k: v.item() for k, v in stats.compute().items()}
+    assert "confusion" not in restored.state_dict()  # kept by the module's checkpoint hooks, not as weights
+    restored.reset()
+    assert restored.compute() == {}
