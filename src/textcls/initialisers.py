@@ -22,6 +22,7 @@ def initialise_from_data(
     """Read `module.pretrained_embeddings` into the network's embedding and count the NB weights of an MLP with
     `nb_weighting`, from `datamodule` (its tokenizer and `labelled_train_batches`). Nothing when `resuming`: the
     checkpoint holds both, and the vector file may be gone."""
+    module.initialised_from_data = True
     if resuming:
         return
     if module.pretrained_embeddings:
@@ -30,7 +31,6 @@ def initialise_from_data(
         rank_zero_warn("--model.freeze_embeddings without --model.pretrained_embeddings: random vectors stay fixed")
     if getattr(module.model, "nb_weighting", False):
         fit_nb_weights(module, datamodule)
-    module.initialised_from_data = True
 
 
 def fit_nb_weights(module: TextClassifier, datamodule: Any) -> None:

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import pytorch_lightning as pl
 import torch
 from torchmetrics import Metric
+
+
+def loss_is_read(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether anyone reads the step loss after this batch: the progress bar redraws (every `refresh_rate` batches),
+    the loggers write (every `log_every_n_steps` steps), or the epoch ends (textcls' epoch summary shows it)."""
+    bar = trainer.progress_bar_callback
+    every = int(getattr(bar, "refresh_rate", 1)) if bar is not None and getattr(bar, "is_enabled", True) else 0
+    n = int(getattr(trainer, "log_every_n_steps", 0))  # set by the Trainer from its argument (no type stub)
+    return (
+        batch_idx + 1 >= trainer.num_training_batches
+        or (every > 0 and (batch_idx + 1) % every == 0)
+        or (n > 0 and (trainer.global_step + 1) % n == 0)
+        or trainer.should_stop
+    )
 
 
 class TrainStats(Metric):

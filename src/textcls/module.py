@@ -18,8 +18,8 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from textcls.errors import UserError
-from textcls.metrics import TrainStats
-from textcls.nonfinite import NonFiniteLossError, NonFinitePolicy, check_policy, skip_nonfinite
+from textcls.metrics import TrainStats, loss_is_read
+from textcls.nonfinite import NonFiniteLossError, check_policy, skip_nonfinite
 from textcls.optim import (
     WarmupCosine,
     build_optimizer,
@@ -74,7 +74,7 @@ class TextClassifier(pl.LightningModule):
         label_names: list[str] | None = None,
         compile: bool = False,
         compile_mode: str | None = None,
-        nonfinite_loss: NonFinitePolicy = "stop",
+        nonfinite_loss: Literal["stop", "skip"] = "stop",
         pretrained_embeddings: str | None = None,
         freeze_embeddings: bool = False,
     ) -> None:
@@ -156,9 +156,10 @@ class TextClassifier(pl.LightningModule):
             check_sparse_optimizer(self.optimizer_factory, groups, self.device)
         return groups
 
-    def setup(self, stage: str) -> None:
+    def on_fit_start(self) -> None:
+        # (Not in setup: Lightning tells of a resume, whose checkpoint holds the weights, only after it.)
         needs_data = self.pretrained_embeddings or getattr(self.model, "nb_weighting", False)
-        if needs_data and stage == "fit" and not self.initialised_from_data and self.trainer.ckpt_path is None:
+        if needs_data and not self.initialised_from_data and self.trainer.ckpt_path is None:
             raise UserError(
                 "--model.pretrained_embeddings and nb_weighting need the training data before a fresh fit: call "
                 "textcls.initialisers.initialise_from_data(model, datamodule) before Trainer.fit (the CLI does)."
@@ -182,8 +183,8 @@ class TextClassifier(pl.LightningModule):
             self.skipped_batches += 1
             return None  # Lightning skips backward and the optimizer step for this batch
         self.train_stats.update(logits.detach(), batch["labels"], loss.detach())  # no per-step sync or .item()
-        # Every step: the progress bar and the loggers read it when they redraw or write.
-        self.log("train/loss_step", loss, prog_bar=True, batch_size=len(logits))
+        if loss_is_read(self.trainer, batch_idx):  # a self.log costs more than a small model's step on a CPU
+            self.log("train/loss_step", loss, prog_bar=True, batch_size=len(logits))
         return loss
 
     def on_train_epoch_end(self) -> None:

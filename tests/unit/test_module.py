@@ -75,3 +75,33 @@ def test_train_stats_survive_a_checkpoint_and_reset():
     assert "confusion" not in restored.state_dict()  # kept by the module's checkpoint hooks, not as weights
     restored.reset()
     assert restored.compute() == {}
+
+
+def test_python_fit_gets_nb_weights_from_initialise_from_data_and_refuses_without(tmp_path):
+    import pytest
+    import pytorch_lightning as pl
+    from helpers import labelled_rows, write_rows
+
+    from textcls.data.datamodule import TextDataModule
+    from textcls.errors import UserError
+    from textcls.initialisers import initialise_from_data
+
+    data = TextDataModule(train_file=str(write_rows(tmp_path / "t.csv", labelled_rows(40))), cache_dir=str(tmp_path))
+
+    def module() -> TextClassifier:
+        network = MLP(data.vocab_size, data.num_classes, data.pad_id, embedding_dim=4, nb_weighting=True)
+        return TextClassifier(network, lr_scheduler=None, label_names=data.label_names)
+
+    def trainer() -> pl.Trainer:
+        options = {"logger": False, "enable_progress_bar": False, "enable_checkpointing": False}
+        return pl.Trainer(max_steps=1, limit_val_batches=0, enable_model_summary=False, **options)
+
+    with pytest.raises(UserError, match=r"call textcls\.initialisers\.initialise_from_data\(model, datamodule\)"):
+        trainer().fit(module(), data)
+    fitted = module()
+    initialise_from_data(fitted, data)
+    expected = MLP(data.vocab_size, data.num_classes, data.pad_id, embedding_dim=4, nb_weighting=True)
+    expected.fit_nb_weights(data.labelled_train_batches())
+    assert torch.equal(fitted.model.nb_unigram, expected.nb_unigram) and fitted.model.nb_unigram.std() > 0
+    trainer().fit(fitted, data)
+    assert torch.equal(fitted.model.nb_unigram, expected.nb_unigram)  # buffers, not trained
