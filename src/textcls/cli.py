@@ -167,11 +167,12 @@ class TextclsCLI(LightningCLI):
         self._check_checkpoint_fits()
 
     def before_fit(self) -> None:
+        from textcls.initialisers import initialise_from_data
+
         self._check_checkpoint_fits()
-        # pretrained vectors: read them or not; sparse gradients: an optimizer and clipping that take them
-        self.model.prepare_fit(
-            resuming=bool(self.config.fit.get("ckpt_path")), gradient_clip_val=self.trainer.gradient_clip_val
-        )
+        self.model.check_optimizer(self.trainer.gradient_clip_val)  # before the run writes anything
+        resuming = bool(self.config.fit.get("ckpt_path"))
+        initialise_from_data(self.model, self.datamodule, resuming=resuming, loggers=self.trainer.loggers)
 
     def after_fit(self) -> None:
         trainer = self.trainer

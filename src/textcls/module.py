@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.plugins.precision import MixedPrecision, Precision
-from pytorch_lightning.utilities import GradClipAlgorithmType, rank_zero_info, rank_zero_warn
+from pytorch_lightning.utilities import GradClipAlgorithmType
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from textcls.data.errors import DataError
-from textcls.embeddings import check_vectors_file, load_pretrained
+from textcls.errors import UserError
+from textcls.metrics import TrainStats, loss_is_read
+from textcls.nonfinite import NonFiniteLossError, check_policy, skip_nonfinite
 from textcls.optim import (
     WarmupCosine,
     build_optimizer,
@@ -30,68 +31,7 @@ from textcls.optim import (
     parameter_groups,
 )
 
-
-class TrainStats:
-    """Running confusion matrix and loss sum of the training batches of an epoch (plain tensors, not buffers: DDP
-    would overwrite buffers with rank 0's every step). `compute` sums them over the ranks."""
-
-    def __init__(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.confusion: torch.Tensor | None = None
-        self.loss_sum: torch.Tensor | None = None
-        self._ones: torch.Tensor | None = None  # the per-example increment of the confusion matrix, reused
-
-    def update(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
-        if self.confusion is None or self.loss_sum is None:
-            self.confusion = torch.zeros(self.num_classes**2, dtype=torch.float64, device=logits.device)
-            self.loss_sum = torch.zeros(2, dtype=torch.float64, device=logits.device)
-        elif self.confusion.device != logits.device:  # restored from a checkpoint onto the CPU
-            self.confusion, self.loss_sum = self.confusion.to(logits.device), self.loss_sum.to(logits.device)
-        # Few and in-place tensor ops: on a small model every op here is a visible share of the step.
-        count = len(labels)
-        if self._ones is None or len(self._ones) < count or self._ones.device != logits.device:
-            self._ones = torch.ones(count, dtype=torch.float64, device=logits.device)
-        cells = logits.argmax(dim=-1).add_(labels, alpha=self.num_classes)
-        self.confusion.index_add_(0, cells, self._ones[:count])
-        self.loss_sum[0].add_(loss, alpha=count)  # in float64, as loss.double() * count
-        self.loss_sum[1].add_(count)
-
-    def compute(self, strategy: Any) -> dict[str, torch.Tensor]:
-        if self.confusion is None or self.loss_sum is None:
-            return {}
-        totals = strategy.reduce(torch.cat([self.confusion, self.loss_sum]), reduce_op="sum")
-        confusion = totals[: self.num_classes**2].view(self.num_classes, self.num_classes)
-        tp = confusion.diag()
-        f1 = torch.where(tp > 0, 2 * tp / (confusion.sum(0) + confusion.sum(1)).clamp(min=1), 0.0)
-        return {
-            "train/acc": (tp.sum() / confusion.sum().clamp(min=1)).float(),
-            "train/f1": f1.mean().float(),  # macro: every class weighs the same (0 for a class never right)
-            "train/loss_epoch": (totals[-2] / totals[-1].clamp(min=1)).float(),
-        }
-
-    def reset(self) -> None:
-        self.confusion = self.loss_sum = None
-
-    def state_dict(self) -> dict[str, torch.Tensor | None]:
-        return {"confusion": self.confusion, "loss_sum": self.loss_sum}
-
-    def summed_state_dict(self, strategy: Any) -> dict[str, torch.Tensor | None]:
-        """The state summed over the DDP ranks (a collective: every rank calls it, as every rank saves together).
-        Restored into one rank with the others empty, it counts every rank's batches once."""
-        if strategy.world_size < 2:
-            return self.state_dict()
-        device = strategy.root_device
-        confusion = self.confusion if self.confusion is not None else torch.zeros(self.num_classes**2, device=device)
-        loss_sum = self.loss_sum if self.loss_sum is not None else torch.zeros(2, device=device)
-        totals = strategy.reduce(torch.cat([confusion.double(), loss_sum.double()]), reduce_op="sum")
-        return {"confusion": totals[: self.num_classes**2].clone(), "loss_sum": totals[self.num_classes**2 :].clone()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor | None]) -> None:
-        self.confusion, self.loss_sum = state["confusion"], state["loss_sum"]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the message names the step and the batch."""
+__all__ = ["NonFiniteLossError", "TextClassifier"]  # the error is re-exported for the CLI and for users
 
 
 class TextClassifier(pl.LightningModule):
@@ -148,8 +88,7 @@ class TextClassifier(pl.LightningModule):
             )
         if lr_scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"--model.lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}.")
-        if nonfinite_loss not in ("stop", "skip"):
-            raise ValueError(f"--model.nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}.")
+        check_policy(nonfinite_loss)
         embedding = getattr(model, "embedding", None)
         if (pretrained_embeddings or freeze_embeddings) and not isinstance(embedding, nn.Embedding):
             option = "pretrained_embeddings" if pretrained_embeddings else "freeze_embeddings"
@@ -179,7 +118,9 @@ class TextClassifier(pl.LightningModule):
         self.nonfinite_loss = nonfinite_loss
         self.skipped_batches = 0
         self.pretrained_embeddings, self.freeze_embeddings = pretrained_embeddings, freeze_embeddings
-        self.resuming_fit = False  # see prepare_fit
+        if freeze_embeddings:  # so configure_optimizers leaves the table out
+            self.embedding_table().weight.requires_grad_(False)
+        self.initialised_from_data = False  # set by textcls.initialisers.initialise_from_data
         self.class_weights: torch.Tensor | None
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.register_buffer("class_weights", weights, persistent=False)
@@ -191,8 +132,6 @@ class TextClassifier(pl.LightningModule):
                 "f1": MulticlassF1Score(num_classes, average="macro"),
             }
         )
-        # Training metrics are a running confusion matrix and loss sum: a few tensor ops per step, where two
-        # torchmetrics updates and a self.log every step cost more than a small model's whole step on a CPU.
         self.train_stats = TrainStats(num_classes)
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -202,75 +141,28 @@ class TextClassifier(pl.LightningModule):
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
 
-    def prepare_fit(self, resuming: bool, gradient_clip_val: float | None = None) -> None:
-        """Called by the CLI before `fit`: whether it resumes from a checkpoint (Lightning tells the module only after
-        `setup`, where the vectors are read; a resumed fit must not read them: the checkpoint has the weights and the
-        file may be gone). A fresh fit checks the vector file's first line now, and every fit the optimizer's fit with
-        sparse embedding gradients, before the run writes anything."""
-        self.resuming_fit = resuming
-        if self.freeze_embeddings:  # as setup does: a frozen table is left out of the optimizer
-            self._embedding().weight.requires_grad_(False)
-        groups = parameter_groups(self.model, decay_embeddings=self.decay_embeddings)
-        if has_sparse_groups(groups):
-            check_gradient_clipping(groups, gradient_clip_val)
-            check_sparse_optimizer(self.optimizer_factory, groups, self.device)
-        if self.pretrained_embeddings and not resuming:
-            check_vectors_file(self.pretrained_embeddings, self._embedding().embedding_dim)
-        elif self.freeze_embeddings and not resuming:
-            rank_zero_warn("--model.freeze_embeddings without --model.pretrained_embeddings: random vectors stay fixed")
-
-    def _embedding(self) -> nn.Embedding:
+    def embedding_table(self) -> nn.Embedding:
         """The network's word embedding table (checked to exist in __init__ when an option needs it)."""
         embedding = self.model.embedding
         assert isinstance(embedding, nn.Embedding)
         return embedding
 
-    def setup(self, stage: str) -> None:
-        if self.freeze_embeddings:  # before configure_optimizers, which leaves frozen parameters out
-            self._embedding().weight.requires_grad_(False)
-        nb_weighting = getattr(self.model, "nb_weighting", False)
-        needs_data = self.pretrained_embeddings or nb_weighting
-        if not (needs_data and stage == "fit" and not self.resuming_fit and self.trainer.ckpt_path is None):
-            return  # (a fresh fit only: a resumed one has both in its checkpoint)
-        if self.pretrained_embeddings:
-            self._load_pretrained_embeddings(str(self.pretrained_embeddings))
-        if nb_weighting:
-            self._fit_nb_weights()
+    def check_optimizer(self, gradient_clip_val: float | None) -> list[dict[str, Any]]:
+        """The parameter groups, once checked against sparse embedding gradients: the optimizer must train them and
+        clipping has no kernel for them. The CLI calls it before fit too, so the run writes nothing first."""
+        groups = parameter_groups(self.model, decay_embeddings=self.decay_embeddings)
+        if has_sparse_groups(groups):
+            check_gradient_clipping(groups, gradient_clip_val)
+            check_sparse_optimizer(self.optimizer_factory, groups, self.device)
+        return groups
 
-    def _fit_nb_weights(self) -> None:
-        """Count the training data for the network's Naive Bayes feature weights (textcls.models.MLP nb_weighting).
-        Every DDP rank counts the whole training split, in file order, so the ranks agree without a collective."""
-        batches = getattr(getattr(self.trainer, "datamodule", None), "labelled_train_batches", None)
-        if batches is None:
-            raise DataError("--model.model.init_args.nb_weighting needs a DataModule with labelled_train_batches.")
-        cast(Any, self.model).fit_nb_weights(batches())
-
-    def _load_pretrained_embeddings(self, path: str) -> None:
-        tokenizer = getattr(getattr(self.trainer, "datamodule", None), "tokenizer", None)
-        if tokenizer is None or not hasattr(tokenizer, "vocab"):
-            raise DataError("--model.pretrained_embeddings needs a DataModule with a tokenizer vocabulary.")
-
-        reported = [0]
-
-        def progress(fraction: float) -> None:  # a line per tenth of a large file
-            if int(fraction * 10) > reported[0]:
-                reported[0] = int(fraction * 10)
-                rank_zero_info(f"pretrained vectors: {fraction:.0%} of {path} read")
-
-        coverage = load_pretrained(
-            self._embedding(),
-            path,
-            tokenizer.vocab,
-            lowercase=bool(getattr(tokenizer, "lowercase", False)),
-            skip_ids=[getattr(tokenizer, "unk_id", 1)],
-            progress=progress,
-        )
-        rank_zero_info(coverage.message())
-        if coverage.percent < 50:
-            rank_zero_warn(f"only {coverage.percent:.1f} % of the vocabulary has a pretrained vector in {path}.")
-        for logger in self.loggers:
-            logger.log_hyperparams(
-                {"pretrained_vectors_found": coverage.found, "pretrained_vectors_coverage": round(coverage.percent, 2)}
+    def on_fit_start(self) -> None:
+        # (Not in setup: Lightning tells of a resume, whose checkpoint holds the weights, only after it.)
+        needs_data = self.pretrained_embeddings or getattr(self.model, "nb_weighting", False)
+        if needs_data and not self.initialised_from_data and self.trainer.ckpt_path is None:
+            raise UserError(
+                "--model.pretrained_embeddings and nb_weighting need the training data before a fresh fit: call "
+                "textcls.initialisers.initialise_from_data(model, datamodule) before Trainer.fit (the CLI does)."
             )
 
     def configure_model(self) -> None:
@@ -287,41 +179,18 @@ class TextClassifier(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         logits = self(batch["input_ids"])
         loss = self._loss(logits, batch["labels"])
-        if self._nonfinite(loss, batch, batch_idx):
+        if skip_nonfinite(self, loss, batch, batch_idx, self.nonfinite_loss):
             self.skipped_batches += 1
             return None  # Lightning skips backward and the optimizer step for this batch
-        # Accumulated every step, computed once per epoch: no per-step sync or .item().
-        self.train_stats.update(logits.detach(), batch["labels"], loss.detach())
-        redraw = (batch_idx + 1) % 10 == 0 or batch_idx + 1 >= self.trainer.num_training_batches
-        if redraw or self.trainer._logger_connector.should_update_logs:
-            # The batches the throttled progress bar redraws after (so it shows the current loss, not one 9 steps
-            # old), and every step the loggers write (trainer.log_every_n_steps).
+        self.train_stats.update(logits.detach(), batch["labels"], loss.detach())  # no per-step sync or .item()
+        if loss_is_read(self.trainer, batch_idx):  # a self.log costs more than a small model's step on a CPU
             self.log("train/loss_step", loss, prog_bar=True, batch_size=len(logits))
         return loss
-
-    def _nonfinite(self, loss: torch.Tensor, batch: dict[str, torch.Tensor], batch_idx: int) -> bool:
-        """Whether to skip this batch; raises NonFiniteLossError in "stop" mode. All DDP ranks decide alike."""
-        # One host read per step (a device sync on GPU): the price of never applying a NaN update.
-        if self.trainer.world_size > 1:
-            bad = (~torch.isfinite(loss.detach())).float()
-            if not bool(self.trainer.strategy.reduce(bad, reduce_op="max") > 0):
-                return False
-        elif math.isfinite(loss.item()):  # no tensor op: a plain float read is all one process needs
-            return False
-        if self.nonfinite_loss == "skip":
-            return True
-        rows = batch["index"][:8].tolist() if "index" in batch else []
-        raise NonFiniteLossError(
-            f"non-finite training loss ({float(loss.detach()):g}) at epoch {self.current_epoch}, global step "
-            f"{self.trainer.global_step}, batch {batch_idx} of the epoch (first example rows {rows}); the run stops "
-            "before this update, so the last checkpoint holds the last good weights. Lower --model.optimizer.lr, "
-            "check those rows, or pass --model.nonfinite_loss skip to skip such batches."
-        )
 
     def on_train_epoch_end(self) -> None:
         # Each epoch-end value here is reduced over the DDP ranks already (TrainStats' sums, torchmetrics' compute),
         # so it is the same on every rank: `sync_dist` with "max" tells Lightning so and keeps it exact.
-        self.log_dict(self.train_stats.compute(self.trainer.strategy), sync_dist=True, reduce_fx="max")
+        self.log_dict(self.train_stats.compute(), sync_dist=True, reduce_fx="max")
         self.train_stats.reset()
         if self.nonfinite_loss == "skip":
             self.log("train/skipped_batches", float(self.skipped_batches), reduce_fx="max", sync_dist=True)
@@ -358,12 +227,12 @@ class TextClassifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The epoch's running training metrics, so a run resumed mid-epoch reports what an uninterrupted one does.
-        checkpoint["train_stats"] = self.train_stats.summed_state_dict(self.trainer.strategy)
+        checkpoint["train_stats"] = self.train_stats.summed_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Under DDP the file holds the sum over the ranks; only rank 0 takes it back, so nothing is counted twice.
         if "train_stats" in checkpoint and self.global_rank == 0:
-            self.train_stats.load_state_dict(checkpoint["train_stats"])
+            self.train_stats.restore(checkpoint["train_stats"])
 
     def configure_gradient_clipping(
         self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
@@ -377,10 +246,7 @@ class TextClassifier(pl.LightningModule):
         return None
 
     def configure_optimizers(self) -> Any:
-        groups = parameter_groups(self.model, decay_embeddings=self.decay_embeddings)
-        # Also here, for fits that skip the CLI's prepare_fit (Python users calling Trainer.fit): torch's clipping would
-        # otherwise fail at the first step with NotImplementedError.
-        check_gradient_clipping(groups, self.trainer.gradient_clip_val)
+        groups = self.check_optimizer(self.trainer.gradient_clip_val)
         optimizer = build_optimizer(self.optimizer_factory, groups, self.device)
         if self.scheduler_factory is None:
             return optimizer

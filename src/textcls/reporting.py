@@ -11,6 +11,7 @@ from pytorch_lightning.callbacks import Callback
 from rich.console import Console
 from rich.table import Table
 from torchmetrics.classification import MulticlassConfusionMatrix
+from torchmetrics.functional.classification import multiclass_f1_score, multiclass_precision, multiclass_recall
 
 from textcls.tracking import wandb_loggers
 
@@ -18,19 +19,23 @@ console = Console(highlight=False)
 
 
 def per_class_scores(confusion: torch.Tensor) -> list[dict[str, float]]:
-    """Precision, recall, F1 and support per class from a confusion matrix (rows: true class, columns: predicted).
-    A class never predicted (or never present) gets 0 for the undefined ratio, as scikit-learn's zero_division=0."""
-    confusion = confusion.double()
-    true_pos = confusion.diagonal()
-    predicted = confusion.sum(dim=0)
+    """Precision, recall, F1 and support per class from a confusion matrix (rows: true class, columns: predicted),
+    by torchmetrics' formulas (as val/f1 and test/f1): a class never predicted (or never present) gets 0 for the
+    undefined ratio, as scikit-learn's zero_division=0."""
+    num_classes = len(confusion)
+    if not confusion.any():  # no test example: every ratio undefined
+        return [{"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0} for _ in range(num_classes)]
+    # The (true, predicted) pairs the counts stand for: one pass over the test set's size, once per test.
+    cells = torch.repeat_interleave(torch.arange(num_classes**2), confusion.flatten().long().cpu())
+    target, preds = cells // num_classes, cells % num_classes
+    scores = [
+        score(preds, target, num_classes, average=None, validate_args=False)
+        for score in (multiclass_precision, multiclass_recall, multiclass_f1_score)
+    ]
     support = confusion.sum(dim=1)
-    precision = torch.where(predicted > 0, true_pos / predicted.clamp(min=1), torch.zeros_like(true_pos))
-    recall = torch.where(support > 0, true_pos / support.clamp(min=1), torch.zeros_like(true_pos))
-    denominator = precision + recall
-    f1 = torch.where(denominator > 0, 2 * precision * recall / denominator.clamp(min=1e-12), torch.zeros_like(true_pos))
     return [
         {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for p, r, f, s in zip(precision, recall, f1, support, strict=True)
+        for p, r, f, s in zip(*scores, support, strict=True)
     ]
 
 

@@ -14,6 +14,7 @@ from helpers import TEXTCLS, labelled_rows, one_error_line, write_rows
 from pytorch_lightning import Callback
 
 from textcls.inference import load_classifier
+from textcls.initialisers import initialise_from_data
 
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 16
@@ -65,7 +66,7 @@ def test_vectors_fill_the_table_and_freeze_keeps_it(tmp_path: Path, config: str,
     cli = TextclsCLI(args=_args(tmp_path, config, *more), run=False)
     snapshot = _Snapshot()
     cli.trainer.callbacks.append(snapshot)
-    cli.model.prepare_fit(resuming=False)  # what the CLI's `fit` subcommand does first
+    initialise_from_data(cli.model, cli.datamodule)  # what the CLI's `fit` subcommand does first
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 
     vocab = cli.datamodule.tokenizer.vocab

@@ -343,7 +343,7 @@ def test_gradient_clipping_is_refused_for_sparse_tables_only() -> None:
 
 
 def test_python_trainer_fit_with_sparse_tables_and_clipping_gets_the_message(tmp_path) -> None:
-    # Trainer.fit from Python never runs the CLI's prepare_fit: configure_optimizers checks too, before any step.
+    # Trainer.fit from Python skips the CLI's early check: configure_optimizers checks too, before any step.
     import pytorch_lightning as pl
     from helpers import labelled_rows, write_rows
 

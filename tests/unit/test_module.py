@@ -39,11 +39,7 @@ def test_class_weights_must_match_the_classes():
 
 
 def test_train_stats_count_every_example_and_weigh_the_loss_by_batch_size():
-    from textcls.module import TrainStats
-
-    class OneProcess:
-        def reduce(self, tensor, reduce_op):
-            return tensor
+    from textcls.metrics import TrainStats
 
     torch.manual_seed(0)
     stats = TrainStats(3)
@@ -57,6 +53,55 @@ def test_train_stats_count_every_example_and_weigh_the_loss_by_batch_size():
         loss_sum += float(loss) * size
     assert torch.equal(stats.confusion.view(3, 3), confusion)
     assert stats.loss_sum.tolist() == [loss_sum, 21.0]
-    computed = stats.compute(OneProcess())
+    computed = stats.compute()
     assert abs(computed["train/acc"].item() - float(confusion.diag().sum()) / 21) < 1e-6
     assert abs(computed["train/loss_epoch"].item() - loss_sum / 21) < 1e-6
+    tp = confusion.diag()
+    f1 = (2 * tp / (confusion.sum(0) + confusion.sum(1))).nan_to_num(0.0).mean()
+    assert abs(computed["train/f1"].item() - float(f1)) < 1e-6
+
+
+def test_train_stats_survive_a_checkpoint_and_reset():
+    from textcls.metrics import TrainStats
+
+    stats = TrainStats(2)
+    stats.update(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]), torch.tensor(0.5))
+    saved = stats.summed_state()  # one process: the state itself
+    restored = TrainStats(2)
+    restored.restore({"confusion": None, "loss_sum": None})  # saved before an epoch's first batch: stays empty
+    assert restored.compute() == {}
+    restored.restore(saved)
+    assert {k: v.item() for k, v in restored.compute().items()} == {k: v.item() for k, v in stats.compute().items()}
+    assert "confusion" not in restored.state_dict()  # kept by the module's checkpoint hooks, not as weights
+    restored.reset()
+    assert restored.compute() == {}
+
+
+def test_python_fit_gets_nb_weights_from_initialise_from_data_and_refuses_without(tmp_path):
+    import pytest
+    import pytorch_lightning as pl
+    from helpers import labelled_rows, write_rows
+
+    from textcls.data.datamodule import TextDataModule
+    from textcls.errors import UserError
+    from textcls.initialisers import initialise_from_data
+
+    data = TextDataModule(train_file=str(write_rows(tmp_path / "t.csv", labelled_rows(40))), cache_dir=str(tmp_path))
+
+    def module() -> TextClassifier:
+        network = MLP(data.vocab_size, data.num_classes, data.pad_id, embedding_dim=4, nb_weighting=True)
+        return TextClassifier(network, lr_scheduler=None, label_names=data.label_names)
+
+    def trainer() -> pl.Trainer:
+        options = {"logger": False, "enable_progress_bar": False, "enable_checkpointing": False}
+        return pl.Trainer(max_steps=1, limit_val_batches=0, enable_model_summary=False, **options)
+
+    with pytest.raises(UserError, match=r"call textcls\.initialisers\.initialise_from_data\(model, datamodule\)"):
+        trainer().fit(module(), data)
+    fitted = module()
+    initialise_from_data(fitted, data)
+    expected = MLP(data.vocab_size, data.num_classes, data.pad_id, embedding_dim=4, nb_weighting=True)
+    expected.fit_nb_weights(data.labelled_train_batches())
+    assert torch.equal(fitted.model.nb_unigram, expected.nb_unigram) and fitted.model.nb_unigram.std() > 0
+    trainer().fit(fitted, data)
+    assert torch.equal(fitted.model.nb_unigram, expected.nb_unigram)  # buffers, not trained
