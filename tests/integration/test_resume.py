@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import TEXTCLS, labelled_rows, write_rows
+
+from textcls.training import resume_hint
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -220,3 +223,15 @@ def test_ckpt_path_last_without_a_previous_run_is_one_clear_error(tmp_path, data
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: --ckpt_path last found no run of experiment")
     assert "Traceback" not in result.stderr
+
+
+# From tests/unit/test_resume_hint.py: the shell and the console script are the subject, so it is a process here.
+def test_the_printed_hint_runs_in_a_fresh_shell_without_the_venv_on_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    last = Path("runs/mlp/20260101-000000/checkpoints/last.ckpt")
+    hint = resume_hint([TEXTCLS, "--help"], last)  # --help: the real parser answers, nothing trains
+    fresh = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}  # no venv, no PYTHONPATH
+    result = subprocess.run(["/bin/sh", "-c", hint], env=fresh, cwd="/", capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout and "fit" in result.stdout
+    assert os.path.isabs(shlex.split(hint)[3])
