@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pytest
 
 
@@ -14,3 +17,28 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return
     reporter.ensure_newline()
     reporter.write(f"slow: {item.nodeid} ...", cyan=True)  # the reporter ends the line before its next result
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """`trained(name, *more)`: the best.ckpt of trained_checkpoints.train_checkpoint(name, *more), trained once per
+    session and shared by every module that asks for the same arguments. Tests must not change it (copy first); the
+    session ends with an error if one did."""
+    from trained_checkpoints import train_checkpoint
+
+    made: dict[tuple[str, ...], tuple[Path, str]] = {}
+
+    def get(name: str, *more: str) -> Path:
+        key = (name, *more)
+        if key not in made:
+            path = train_checkpoint(tmp_path_factory.mktemp(f"trained-{name}"), name, *more)
+            made[key] = (path, _digest(path))
+        return made[key][0]
+
+    yield get
+    changed = [str(path) for path, digest in made.values() if _digest(path) != digest]
+    assert not changed, f"a test changed a shared checkpoint (copy it before tampering): {changed}"
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 
 def _console_script() -> str:
@@ -55,7 +58,55 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
 def one_error_line(result: subprocess.CompletedProcess[str], returncode: int = 2) -> str:
     """The single `error:` line of a CLI run that must fail cleanly: that exit status, no traceback, one message."""
     assert result.returncode == returncode, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-3000:]
+    return _single_error_line(result.stderr)
+
+
+def main_error_line(capsys: Any, argv: list[str], returncode: int = 2) -> str:
+    """The same contract in-process (`textcls.cli.main`, stderr read through capsys): no interpreter start-up."""
+    from textcls.cli import main
+
+    capsys.readouterr()  # drop what earlier steps of the test printed
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == returncode, err[-3000:]
+    return _single_error_line(err)
+
+
+def _single_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr[-3000:]
     return errors[0]
+
+
+def slow_build(cache: Path, marker_dir: Path, key: str = "train-same-key") -> None:
+    """Publish `key` in `cache` through the cache's lock with a build slow enough for rivals to meet it; every build
+    that really ran leaves a marker file named after its process."""
+    import os
+    import time
+    import warnings
+
+    from textcls.data.cache import get_or_build
+
+    def build(out: Path) -> None:
+        (marker_dir / f"built-by-{os.getpid()}").touch()
+        time.sleep(0.5)
+        (out / "meta.json").write_text("{}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a rebuild of a damaged entry warns; the markers are what is checked
+        get_or_build(cache, key, build)
+
+
+def race_three_builders(cache: Path, marker_dir: Path) -> list[int | None]:
+    """Three forked processes build the same key at once; their exit codes."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=slow_build, args=(cache, marker_dir)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    return [worker.exitcode for worker in workers]

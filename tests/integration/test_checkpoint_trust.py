@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from trained_checkpoints import train_checkpoint
 
 from textcls.cli import main
 from textcls.errors import UserError
@@ -15,8 +14,8 @@ from textcls.inference import load_classifier
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_checkpoint(tmp_path_factory.mktemp("mlp"), "mlp", "--model.model.init_args.embedding_dim", "8")
+def good(trained) -> Path:
+    return trained("mlp", "--model.model.init_args.embedding_dim", "8")
 
 
 def tamper(source: Path, target: Path, edit) -> Path:

@@ -18,6 +18,8 @@ import pytest
 import torch
 from helpers import TEXTCLS, labelled_rows, write_rows
 
+from textcls.cli import main
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 N_TRAIN, N_VAL, N_TEST = 240, 41, 31  # odd evaluation sets: a padding sampler would repeat an example
@@ -118,14 +120,13 @@ def probe(out_dir: Path) -> list[str]:
     return ["--trainer.callbacks+=training_probes.RecordEvalRows", "--trainer.callbacks.out_dir", str(out_dir)]
 
 
-def test_ddp_cpu_two_processes_match_one_process_and_count_each_example_once(tmp_path, data):
+def test_ddp_cpu_two_processes_match_one_process_and_count_each_example_once(tmp_path, data, monkeypatch):
     one, two = tmp_path / "one", tmp_path / "two"
-    # Same global batch: 16 in one process, 8 per process in two.
+    # Same global batch: 16 in one process, 8 per process in two; the runs are independent, so they run at once.
     single = start(fit_args(one, data, "--data.batch_size", "16", *probe(one / "rows")))
-    finish(single)
     preset = ["--config", str(ROOT / "configs/trainer/ddp_cpu.yaml")]
     ddp = start([*fit_args(two, data, "--data.batch_size", "8", *probe(two / "rows")), *preset])
-    finish(ddp)
+    finish(single, ddp)
 
     [run_one], [run_two] = run_dirs(one), run_dirs(two)  # the DDP child wrote into rank 0's run directory
     last_one = torch.load(run_one / "checkpoints/last.ckpt", weights_only=True)
@@ -141,21 +142,11 @@ def test_ddp_cpu_two_processes_match_one_process_and_count_each_example_once(tmp
         assert len(rows) == n and sorted(rows) == list(range(n)), pattern
         assert len(list((two / "rows").glob(pattern))) == 2  # both ranks took part
 
-    # The logged metric is over exactly that set: one process validating the DDP checkpoint gets the same loss.
-    check = start(
-        [
-            "validate",
-            "--ckpt_path",
-            str(run_two / "checkpoints/last.ckpt"),
-            "--data.val_file",
-            str(data["val"]),
-            "--runs_root",
-            str(tmp_path / "check"),
-            "--trainer.enable_progress_bar",
-            "false",
-        ]
-    )
-    finish(check)
+    # The logged metric is over exactly that set: one process validating the DDP checkpoint gets the same loss
+    # (in-process: one process is not the subject here).
+    monkeypatch.chdir(tmp_path)
+    main(["validate", "--ckpt_path", str(run_two / "checkpoints/last.ckpt"), "--data.val_file", str(data["val"]),
+          "--runs_root", str(tmp_path / "check"), "--trainer.enable_progress_bar", "false"])  # fmt: skip
     [validated] = [p for p in (tmp_path / "check").glob("*/*") if p.is_dir()]
     assert metrics(validated)["val/loss"] == pytest.approx(m_two["val/loss"], rel=1e-5)
     assert metrics(validated)["val/acc"] == pytest.approx(m_two["val/acc"], abs=1e-6)
@@ -231,7 +222,7 @@ def test_ddp_resume_mid_epoch_counts_every_rank_s_batches_of_that_epoch(tmp_path
         "--checkpoint.last_every_n_train_steps",
         "5",
     ]
-    finish(start([*fit_args(tmp_path / "ref", data, *common), *preset]))
+    reference_run = start([*fit_args(tmp_path / "ref", data, *common), *preset])  # alongside the killed run
     runs = tmp_path / "runs"
     kill = ["--trainer.callbacks+=training_probes.KillAt", "--trainer.callbacks.phase", "train"]
     killed = start([*fit_args(runs, data, *common, *kill, "--trainer.callbacks.step", "22"), *preset])
@@ -240,6 +231,7 @@ def test_ddp_resume_mid_epoch_counts_every_rank_s_batches_of_that_epoch(tmp_path
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(killed.pid, signal.SIGKILL)
+    finish(reference_run)
     [first] = run_dirs(runs)
     assert torch.load(first / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 20  # 5 batches into epoch 1
     finish(start([*fit_args(runs, data, *common, "--ckpt_path", "last"), *preset]))
@@ -264,8 +256,7 @@ def test_ddp_ranks_count_nb_weights_over_the_whole_training_split(tmp_path, data
         ]  # fmt: skip
 
     one, two = tmp_path / "one", tmp_path / "two"
-    finish(start(nb_fit(one)))
-    finish(start([*nb_fit(two), "--config", str(ROOT / "configs/trainer/ddp_cpu.yaml")]))
+    finish(start(nb_fit(one)), start([*nb_fit(two), "--config", str(ROOT / "configs/trainer/ddp_cpu.yaml")]))
     [last_one], [last_two] = (list(runs.glob("mlp/*/checkpoints/last.ckpt")) for runs in (one, two))
     weights_one = torch.load(last_one, weights_only=True)["state_dict"]
     weights_two = torch.load(last_two, weights_only=True)["state_dict"]

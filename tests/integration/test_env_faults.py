@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import labelled_rows, write_rows
-from trained_checkpoints import train_checkpoint
 
 from textcls.cli import main
 from textcls.errors import UserError
@@ -56,9 +55,8 @@ def temporary_files(root: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("trained")
-    return train_checkpoint(workdir, "mlp", "--model.model.init_args.embedding_dim", "8")
+def checkpoint(trained):
+    return trained("mlp", "--model.model.init_args.embedding_dim", "8")
 
 
 @pytest.fixture(scope="module")

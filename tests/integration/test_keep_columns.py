@@ -7,7 +7,6 @@ import subprocess
 
 import pytest
 from helpers import TEXTCLS, labelled_rows, write_rows
-from trained_checkpoints import train_checkpoint
 
 from textcls.cli import main
 
@@ -15,8 +14,8 @@ QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summa
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return train_checkpoint(tmp_path_factory.mktemp("trained"), "mlp", "--model.model.init_args.embedding_dim", "8")
+def checkpoint(trained):
+    return trained("mlp", "--model.model.init_args.embedding_dim", "8")
 
 
 @pytest.fixture

@@ -1,18 +1,19 @@
-"""--model.pretrained_embeddings / --model.freeze_embeddings end to end: real CLI fits on a small generated file and a
-small vector file written by the test (nothing is downloaded)."""
+"""--model.pretrained_embeddings / --model.freeze_embeddings end to end: CLI fits (in-process) on a small generated file
+and a small vector file written by the test (nothing is downloaded)."""
 
 from __future__ import annotations
 
 import csv
-import subprocess
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import TEXTCLS, labelled_rows, one_error_line, write_rows
+from helpers import labelled_rows, main_error_line, write_rows
 from pytorch_lightning import Callback
 
+from textcls.cli import main
 from textcls.inference import load_classifier
 from textcls.initialisers import initialise_from_data
 
@@ -84,28 +85,32 @@ def test_vectors_fill_the_table_and_freeze_keeps_it(tmp_path: Path, config: str,
         assert changed[vocab.index("great")] and changed[vocab.index("the")]
 
 
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([TEXTCLS, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+def _run(capsys, caplog, *args: str) -> str:
+    """One in-process `textcls` command; what it printed and logged."""
+    capsys.readouterr()
+    caplog.clear()
+    main(list(args))
+    out = capsys.readouterr()
+    return out.out + out.err + caplog.text
 
 
 @pytest.mark.slow
-def test_a_checkpoint_trained_with_vectors_works_after_the_file_is_gone(tmp_path: Path) -> None:
+def test_a_checkpoint_trained_with_vectors_works_after_the_file_is_gone(tmp_path: Path, monkeypatch, capsys, caplog):
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO)
     vector_file = tmp_path / "vectors.vec"
     vectors = _vector_file(vector_file)
     runs = str(tmp_path / "runs")
     fit = _args(tmp_path, "textcnn", "--model.pretrained_embeddings", str(vector_file), "--test_after_fit", "false")
-    first = _run("fit", *fit, "--runs_root", runs, "--model.freeze_embeddings", "true", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert "pretrained vectors: 13 of 20 vocabulary words (65.0 %) found in" in first.stdout + first.stderr
+    first = _run(capsys, caplog, "fit", *fit, "--runs_root", runs, "--model.freeze_embeddings", "true")
+    assert "pretrained vectors: 13 of 20 vocabulary words (65.0 %) found in" in first
     (run,) = (tmp_path / "runs" / "textcnn").iterdir()
     best, last = run / "checkpoints" / "best.ckpt", run / "checkpoints" / "last.ckpt"
     vector_file.unlink()
 
     texts = tmp_path / "texts.txt"
     texts.write_text("the film was great\nthe film was awful\n", encoding="utf-8")
-    predicted = _run("predict", "--ckpt_path", str(best), "--data.predict_file", str(texts), "--runs_root", runs,
-                     cwd=tmp_path)  # fmt: skip
-    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    _run(capsys, caplog, "predict", "--ckpt_path", str(best), "--data.predict_file", str(texts), "--runs_root", runs)
     rows = list(csv.DictReader(next((tmp_path / "runs").glob("*/*-predict/predictions.csv")).open()))
     assert len(rows) == 2
     classifier = load_classifier(best)
@@ -115,15 +120,14 @@ def test_a_checkpoint_trained_with_vectors_works_after_the_file_is_gone(tmp_path
     torch.testing.assert_close(state["model.embedding.weight"][vocab.index("the")], torch.from_numpy(vectors["the"]))
 
     # resuming the fit needs the checkpoint only; it neither reads nor reports the vectors
-    resumed = _run("fit", *fit, "--runs_root", runs, "--model.freeze_embeddings", "true", "--trainer.max_epochs", "3",
-                   "--ckpt_path", str(last), cwd=tmp_path)  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "pretrained vectors" not in resumed.stdout + resumed.stderr
+    resumed = _run(capsys, caplog, "fit", *fit, "--runs_root", runs, "--model.freeze_embeddings", "true",
+                   "--trainer.max_epochs", "3", "--ckpt_path", str(last))  # fmt: skip
+    assert "pretrained vectors" not in resumed
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "dimension", "malformed", "no coverage"])
-def test_bad_vector_files_end_in_one_error_line(tmp_path: Path, case: str) -> None:
+def test_bad_vector_files_end_in_one_error_line(tmp_path: Path, case: str, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "vectors.vec"
     expected = {
         "missing": "does not exist",
@@ -139,7 +143,7 @@ def test_bad_vector_files_end_in_one_error_line(tmp_path: Path, case: str) -> No
     elif case == "no coverage":
         _vector_file(path, words=["zebra", "Quokka"])
     args = _args(tmp_path, "mlp", "--model.pretrained_embeddings", str(path), "--runs_root", str(tmp_path / "runs"))
-    result = _run("fit", *args, cwd=tmp_path)
-    assert expected in one_error_line(result), result.stderr[-2000:]
+    error = main_error_line(capsys, ["fit", *args])
+    assert expected in error, error
     if case in ("missing", "dimension"):  # found by the first-line check, before the run writes anything
         assert not any((tmp_path / "runs").glob("*/*")), "a failed run must not leave a run directory"

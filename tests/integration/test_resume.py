@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -15,6 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import TEXTCLS, labelled_rows, write_rows
+
+from textcls.cli import main
+from textcls.training import resume_hint
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -32,8 +36,8 @@ def data(tmp_path_factory):
     }
 
 
-def fit(runs: Path, data: dict, *extra: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    args = [
+def fit_args(runs: Path, data: dict, *extra: str) -> list[str]:
+    return [
         "fit",
         "--config",
         str(ROOT / "configs/textcnn.yaml"),
@@ -61,6 +65,10 @@ def fit(runs: Path, data: dict, *extra: str, timeout: int = 240) -> subprocess.C
         "5",
         *extra,
     ]
+
+
+def fit(runs: Path, data: dict, *extra: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    args = fit_args(runs, data, *extra)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}  # the test-only callbacks in tests/training_probes.py
     return subprocess.run([TEXTCLS, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -215,8 +223,25 @@ def test_two_runs_with_the_same_seed_give_identical_metrics(tmp_path, data, refe
     assert_same_training(run, reference["run"])
 
 
-def test_ckpt_path_last_without_a_previous_run_is_one_clear_error(tmp_path, data):
-    result = fit(tmp_path / "runs", data, "--ckpt_path", "last", timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip().startswith("error: --ckpt_path last found no run of experiment")
-    assert "Traceback" not in result.stderr
+def test_ckpt_path_last_without_a_previous_run_is_one_clear_error(tmp_path, data, monkeypatch, capsys):
+    # In-process: the same command line as fit() above; the error contract is the CLI's, not the process's.
+    monkeypatch.chdir(tmp_path)
+    args = fit_args(tmp_path / "runs", data, "--ckpt_path", "last")
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.strip().startswith("error: --ckpt_path last found no run of experiment"), err[-2000:]
+    assert "Traceback" not in err
+
+
+# From tests/unit/test_resume_hint.py: the shell and the console script are the subject, so it is a process here.
+def test_the_printed_hint_runs_in_a_fresh_shell_without_the_venv_on_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    last = Path("runs/mlp/20260101-000000/checkpoints/last.ckpt")
+    hint = resume_hint([TEXTCLS, "--help"], last)  # --help: the real parser answers, nothing trains
+    fresh = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}  # no venv, no PYTHONPATH
+    result = subprocess.run(["/bin/sh", "-c", hint], env=fresh, cwd="/", capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout and "fit" in result.stdout
+    assert os.path.isabs(shlex.split(hint)[3])

@@ -1,15 +1,12 @@
 """The tokenized-data cache: reused when nothing changed, rebuilt when anything did, never half-written."""
 
-import multiprocessing
 import os
-import time
 
 import pytest
-from helpers import labelled_rows, write_rows
+from helpers import labelled_rows, race_three_builders, write_rows
 
 from textcls.data import DataError, TextDataModule
 from textcls.data import build as build_module
-from textcls.data.cache import get_or_build
 
 
 def _entries(cache):
@@ -79,24 +76,9 @@ def test_bad_input_caches_nothing(tmp_path):
     assert _entries(cache) == []
 
 
-def _slow_build(cache, marker_dir):
-    def build(out):
-        (marker_dir / f"built-by-{os.getpid()}").touch()
-        time.sleep(0.5)
-        (out / "meta.json").write_text("{}")
-
-    return get_or_build(cache, "train-same-key", build)[0]
-
-
 def test_concurrent_builders_of_one_key_build_once(tmp_path):
     cache, markers = tmp_path / "cache", tmp_path / "markers"
     markers.mkdir()
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_slow_build, args=(cache, markers)) for _ in range(3)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=30)
-    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert race_three_builders(cache, markers) == [0, 0, 0]
     assert len(list(markers.iterdir())) == 1
     assert _entries(cache) == ["train-same-key"]

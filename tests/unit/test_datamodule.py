@@ -101,12 +101,6 @@ def test_blank_texts_are_dropped_with_a_warning_by_default(tmp_path):
         TextDataModule(train_file=train, empty_text="error").setup("fit")
 
 
-def test_checkpoint_key_is_where_lightning_stores_the_datamodule_state():
-    from textcls.checkpoint import DATA_STATE_KEY
-
-    assert TextDataModule.__qualname__ == DATA_STATE_KEY
-
-
 def test_label_order_sets_the_class_indices(tmp_path):
     # 50 positive, 30 negative, 10 neutral rows: the class counts show which index each label got
     labels = ["positive"] * 50 + ["negative"] * 30 + ["neutral"] * 10

@@ -24,10 +24,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import labelled_rows
+from helpers import labelled_rows, race_three_builders, slow_build
 
 from textcls.data import DataError, TextDataModule
-from textcls.data.cache import MANIFEST, entry_damage, get_or_build
+from textcls.data.cache import MANIFEST, entry_damage
 
 ROWS = labelled_rows(400)
 CSV_LINES = [f"{r['text']},{r['label']}\n" for r in ROWS]
@@ -464,30 +464,11 @@ def test_an_intact_entry_is_reused_without_a_warning(tmp_path):
 def test_waiters_on_a_damaged_entry_rebuild_it_once(tmp_path):
     cache, markers = tmp_path / "cache", tmp_path / "markers"
     markers.mkdir()
-    _slow_build(cache, markers)  # publish once
+    slow_build(cache, markers)  # publish once
     (cache / "train-same-key" / "meta.json").write_text('{"damaged": true}')
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_slow_build, args=(cache, markers)) for _ in range(3)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=30)
-    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert race_three_builders(cache, markers) == [0, 0, 0]
     assert len(list(markers.iterdir())) == 2  # the first build and exactly one rebuild
     assert entry_damage(cache / "train-same-key") is None
-
-
-def _slow_build(cache: Path, marker_dir: Path) -> None:
-    def build(out: Path) -> None:
-        (marker_dir / f"built-by-{os.getpid()}").touch()
-        import time
-
-        time.sleep(0.3)
-        (out / "meta.json").write_text("{}")
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        get_or_build(cache, "train-same-key", build)
 
 
 # ----- file-system faults under the cache -----

@@ -91,7 +91,6 @@ def test_bad_max_norm_is_a_value_error(bad: float) -> None:
         TextCNN(max_norm=bad)
 
 
-@pytest.mark.slow
 def _assert_onnx_matches_pytorch(ckpt, tmp_path) -> None:
     ort = pytest.importorskip("onnxruntime")
     clf = load_classifier(ckpt)
@@ -104,6 +103,7 @@ def _assert_onnx_matches_pytorch(ckpt, tmp_path) -> None:
     np.testing.assert_allclose(session.run(["logits"], {"input_ids": ids})[0], clf.logits(texts), atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow  # trains a checkpoint
 def test_max_norm_checkpoint_trains_and_exports_to_onnx(tmp_path) -> None:
     ckpt = train_checkpoint(tmp_path, "textcnn", "--model.model.init_args.max_norm", "0.5")
     clf = load_classifier(ckpt)
@@ -112,6 +112,7 @@ def test_max_norm_checkpoint_trains_and_exports_to_onnx(tmp_path) -> None:
     _assert_onnx_matches_pytorch(ckpt, tmp_path)
 
 
+@pytest.mark.slow  # trains a checkpoint
 def test_nb_weighted_binary_trigram_mlp_exports_to_onnx(tmp_path) -> None:
     # binary pooling sorts each row (dedupe_mask); torch's stable sort had no ONNX export, so this failed before
     options = {"bigram_buckets": "997", "ngram_order": "3", "binary": "true", "pooling": "sqrt", "nb_weighting": "true"}
@@ -144,6 +145,7 @@ def test_embedding_init_std_sets_the_scale_and_keeps_padding_zero(model_class: s
         cls(embedding_init_std=0.0)
 
 
+@pytest.mark.slow  # trains a checkpoint
 def test_a_network_the_exporter_cannot_map_is_one_error_line(tmp_path, monkeypatch, capsys) -> None:
     # A real exporter failure: binary pooling through torch's stable sort (dedupe_mask's first form), which has no
     # ONNX function.
