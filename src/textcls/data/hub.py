@@ -5,13 +5,22 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from textcls.data.errors import DataError
+from textcls.data.errors import DataError, user_error
 from textcls.data.sources import TableSource
+
+INSTALL_HUB = "pip install 'textcls[hub]'"
 
 
 def load_hub_split(name: str, config: str | None, split: str, label_column: str | None) -> TableSource:
     """One split, memory-mapped from the `datasets` cache; integer class labels become their names."""
-    import datasets  # slow to import; only hub users pay for it
+    try:
+        import datasets  # slow to import and an extra: only hub users pay for it
+    except ImportError:
+        raise user_error(
+            "hub datasets need the Hugging Face `datasets` library, which is not installed",
+            f"--data.dataset {name}",
+            f"{INSTALL_HUB}, or pass local files with --data.train_file",
+        ) from None
 
     title = f"hub dataset '{name}'" + (f" ({config})" if config else "") + f" split '{split}'"
     try:
