@@ -1,6 +1,7 @@
 # Run `make` to list the targets. Everything runs inside .venv, created on first use.
 PYTHON ?= python3
-TORCH_VERSION ?= 2.13.0
+# The torch that pyproject.toml pins (its `"torch==X"` line is the one place the version is written).
+TORCH_VERSION ?= $(shell sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 # Wheel index for torch, e.g. https://download.pytorch.org/whl/cu128 (GPU) or .../whl/cpu (small CPU build).
 TORCH_INDEX ?=
 CONFIG ?= configs/textcnn.yaml
@@ -15,6 +16,9 @@ STUDY_ARGS ?=
 # The Results tables (benchmarks/accuracy.py): folder holding mr/, sst2/ and imdb/ as label,text CSVs.
 DATA ?= ../shared/data
 ACCURACY_ARGS ?= --seeds 0 1 2 --jobs 2
+# data set:recipe, one per Results row; recipe configs/benchmarks/R.yaml stacks on configs/<R up to its first _>.yaml.
+ACCURACY_RUNS = sst2:textcnn_rand sst2:mlp_bigram sst2:mlp_nb mr:textcnn_rand mr:mlp_bigram mr:mlp_nb \
+	imdb:textcnn_imdb imdb:mlp_imdb imdb:mlp_nb_imdb
 
 TORCH_INDEX_ARGS = $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 STAMP = .venv/.installed
@@ -29,6 +33,7 @@ help: ## list the targets
 # torch goes first so that a CUDA build from TORCH_INDEX is kept by the editable install.
 # The stamp is touched last: a failed install leaves it missing and the next make retries.
 $(STAMP): pyproject.toml
+	@test -n "$(TORCH_VERSION)" || { echo 'no "torch==X" line in pyproject.toml: set TORCH_VERSION' >&2; exit 1; }
 	test -x .venv/bin/python || $(PYTHON) -m venv .venv
 	.venv/bin/pip install -q torch==$(TORCH_VERSION) $(TORCH_INDEX_ARGS)
 	.venv/bin/pip install -q -e ".[dev]"
@@ -79,15 +84,11 @@ bench: $(STAMP) ## run every benchmarks/*.py except those that need a data set (
 # Every textcls row of the README's Results tables, then fastText on the same splits; finished rows are kept, so an
 # interrupted run continues. Results in docs/results/ (summary.md); hours on a 2-core CPU, most of it IMDB's TextCNN.
 accuracy: $(STAMP) ## Results tables: make accuracy DATA=../shared/data ACCURACY_ARGS="--seeds 0 1 2 --jobs 2"
-	.venv/bin/python benchmarks/accuracy.py $(DATA)/sst2 --config configs/textcnn.yaml --config configs/benchmarks/textcnn_rand.yaml $(ACCURACY_ARGS)
-	.venv/bin/python benchmarks/accuracy.py $(DATA)/sst2 --config configs/mlp.yaml --config configs/benchmarks/mlp_bigram.yaml $(ACCURACY_ARGS)
-	.venv/bin/python benchmarks/accuracy.py $(DATA)/sst2 --config configs/mlp.yaml --config configs/benchmarks/mlp_nb.yaml $(ACCURACY_ARGS)
-	.venv/bin/python benchmarks/accuracy.py $(DATA)/mr --config configs/textcnn.yaml --config configs/benchmarks/textcnn_rand.yaml $(ACCURACY_ARGS)
-	.venv/bin/python benchmarks/accuracy.py $(DATA)/mr --config configs/mlp.yaml --config configs/benchmarks/mlp_bigram.yaml $(ACCURACY_ARGS)
-	.venv/bin/python benchmarks/accuracy.py $(DATA)/mr --config configs/mlp.yaml --config configs/benchmarks/mlp_nb.yaml $(ACCURACY_ARGS)
-	.venv/bin/python benchmarks/accuracy.py $(DATA)/imdb --config configs/textcnn.yaml --config configs/benchmarks/textcnn_imdb.yaml $(ACCURACY_ARGS)
-	.venv/bin/python benchmarks/accuracy.py $(DATA)/imdb --config configs/mlp.yaml --config configs/benchmarks/mlp_imdb.yaml $(ACCURACY_ARGS)
-	.venv/bin/python benchmarks/accuracy.py $(DATA)/imdb --config configs/mlp.yaml --config configs/benchmarks/mlp_nb_imdb.yaml $(ACCURACY_ARGS)
+	@for run in $(ACCURACY_RUNS); do \
+		data=$${run%%:*}; recipe=$${run#*:}; echo "== $(DATA)/$$data: configs/benchmarks/$$recipe.yaml"; \
+		.venv/bin/python benchmarks/accuracy.py $(DATA)/$$data --config configs/$${recipe%%_*}.yaml \
+			--config configs/benchmarks/$$recipe.yaml $(ACCURACY_ARGS) || exit 1; \
+	done
 	for d in sst2 mr imdb; do .venv/bin/python benchmarks/accuracy.py $(DATA)/$$d --fasttext $(ACCURACY_ARGS) || exit 1; done
 
 # The agent runs the sweep's `${interpreter} -m textcls`, so the venv's python must come first on PATH.

@@ -87,7 +87,7 @@ def write_vectors(path: Path) -> Path:
 # name -> config files (the experiment first: it names the run group) and the arguments that make the model tiny
 _TEXTCNN_TINY = ["--model.model.init_args.embedding_dim", str(VECTOR_DIM), "--model.model.init_args.num_filters", "4"]
 _MLP_TINY = ["--model.model.init_args.embedding_dim", str(VECTOR_DIM)]
-_BUCKETS = ["--model.model.init_args.bigram_buckets", "1000"]
+_BUCKETS = ["--model.model.init_args.ngram_buckets", "1000"]
 
 
 def _benchmark(name: str) -> list[str]:

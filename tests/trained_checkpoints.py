@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
     "textcnn": ("configs/textcnn.yaml", []),
     "mlp": ("configs/mlp.yaml", []),
-    "mlp-bigrams": ("configs/mlp.yaml", ["--model.model.init_args.bigram_buckets", "1000"]),
+    "mlp-bigrams": ("configs/mlp.yaml", ["--model.model.init_args.ngram_buckets", "1000"]),
 }
 
 

@@ -8,7 +8,6 @@ checked as a whole first, and the first problem is one `UserError` naming the ke
 from __future__ import annotations
 
 import difflib
-import importlib
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,8 +16,10 @@ from typing import Any
 import torch
 import yaml
 from jsonargparse import Namespace
-from torch import nn
 
+from textcls.config_classes import build_network, build_scheduler, class_path, init_args, stand_in_optimizer
+from textcls.data.datamodule import DEMO
+from textcls.data.hub import import_datasets
 from textcls.errors import UserError, user_error
 
 # What TextClassifier logs (see test_config_checks.py, which trains and compares), and the step and epoch counters
@@ -35,9 +36,6 @@ LOGGED_METRICS = (
 )
 SKIP_METRIC = "train/skipped_batches"  # logged with --model.nonfinite_loss skip only
 COUNTERS = ("epoch", "step")
-# Classes whose constructors may be called on stand-in arguments here: their validation is all this needs, and
-# nothing outside them is imported that parsing has not imported already.
-_TRUSTED_PREFIXES = ("torch.optim.", "textcls.")
 _ACCELERATORS = {"cpu": (), "cuda": ("cuda",), "gpu": ("cuda", "mps"), "mps": ("mps",), "tpu": ("tpu",)}
 _COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -49,8 +47,9 @@ def check_config(config: Namespace, subcommand: str) -> None:
     _check_trainer_numbers(trainer, subcommand)
     if subcommand in ("fit", "validate", "test"):  # the loss is computed: its options must hold
         _check_loss(model)
+        _check_hub_extra(config.get("data") or Namespace())
     if subcommand == "fit":
-        _check_network(model.get("model"))
+        build_network(model.get("model"))
         _check_optimizer(model.get("optimizer"))
         _check_scheduler(model)
         _check_monitors(config)
@@ -173,7 +172,7 @@ _SCHEDULER_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
 
 
 def _check_optimizer(spec: Any) -> None:
-    args = _init_args(spec)
+    args = init_args(spec)
     for name, (ok, expected) in _OPTIMIZER_RULES.items():
         _require(f"--model.optimizer.{name}", args.get(name), ok, expected)
     betas = args.get("betas")
@@ -182,66 +181,26 @@ def _check_optimizer(spec: Any) -> None:
             _require(
                 f"--model.optimizer.betas[{i}]", beta, lambda v: 0 <= v < 1, "numbers in [0, 1), e.g. [0.9, 0.999]"
             )
-    _stand_in_optimizer(spec)  # any other argument the class itself rejects
+    stand_in_optimizer(spec)  # any other argument the class itself rejects
 
 
 def _check_scheduler(model: Namespace) -> None:
     spec = model.get("lr_scheduler")
     if spec is None:
         return
-    args = _init_args(spec)
+    args = init_args(spec)
     for name, (ok, expected) in _SCHEDULER_RULES.items():
         _require(f"--model.lr_scheduler.{name}", args.get(name), ok, expected)
-    cls = _trusted_class(spec)
-    optimizer = _stand_in_optimizer(model.get("optimizer"))
-    if cls is None or optimizer is None:
-        return
-    if "total_steps" in args and args.get("total_steps") is None:
-        args["total_steps"] = 1000  # textcls fills it in from the trainer; any length validates the rest
-    try:
-        cls(optimizer, **args)
-    except ValueError as err:
-        raise user_error(
-            f"invalid configuration: {_class_path(spec)} rejects its arguments ({_one_line(err)})",
-            "--model.lr_scheduler",
-            "fix the value it names",
-        ) from None
+    build_scheduler(spec, model.get("optimizer"))
 
 
-def _stand_in_optimizer(spec: Any) -> torch.optim.Optimizer | None:
-    """The optimizer over one stand-in parameter, so its own argument checks run now (None: not ours to build)."""
-    cls = _trusted_class(spec)
-    if cls is None:
-        return None
-    try:
-        return cls([nn.Parameter(torch.zeros(1))], **_init_args(spec))
-    except ValueError as err:
-        raise user_error(
-            f"invalid configuration: {_class_path(spec)} rejects its arguments ({_one_line(err)})",
-            "--model.optimizer",
-            "fix the value it names",
-        ) from None
-    except (TypeError, RuntimeError):
-        return None  # a stand-in it cannot take (not an argument problem): the real call decides
+# ----- extras, devices and metrics -----
 
 
-def _check_network(spec: Any) -> None:
-    """Build the network on the meta device (no memory, no data) so its constructor checks its options now."""
-    cls = _trusted_class(spec)
-    if cls is None:
-        return
-    try:
-        with torch.device("meta"):
-            cls(**_init_args(spec))
-    except ValueError as err:
-        raise user_error(
-            f"invalid configuration: {_one_line(err)}", f"--model.model {_class_path(spec)}", "fix the value it names"
-        ) from None
-    except (TypeError, RuntimeError, NotImplementedError):
-        return  # the sizes linked from the data are placeholders here; the real build reports its own problems
-
-
-# ----- devices and metrics -----
+def _check_hub_extra(data: Namespace) -> None:
+    dataset = data.get("dataset")
+    if isinstance(dataset, str) and dataset != DEMO:
+        import_datasets(dataset)  # a missing `hub` extra fails before the run directory is made
 
 
 def _check_accelerator(trainer: Namespace) -> None:
@@ -272,13 +231,13 @@ def _check_monitors(config: Namespace) -> None:
     monitors: list[tuple[str, Any]] = [
         ("--checkpoint.monitor", (config.get("checkpoint") or Namespace()).get("monitor"))
     ]
-    if _class_path(model.get("lr_scheduler")).endswith("ReduceLROnPlateau"):
+    if class_path(model.get("lr_scheduler")).endswith("ReduceLROnPlateau"):
         monitors.append(("--model.lr_scheduler_monitor", model.get("lr_scheduler_monitor")))
     callbacks = (config.get("trainer") or Namespace()).get("callbacks")
     for i, callback in enumerate(callbacks if isinstance(callbacks, list) else [callbacks]):
-        if isinstance(callback, Namespace) and "monitor" in _init_args(callback):
-            name = _class_path(callback).rpartition(".")[2]
-            monitors.append((f"--trainer.callbacks[{i}] {name} monitor", _init_args(callback)["monitor"]))
+        if isinstance(callback, Namespace) and "monitor" in init_args(callback):
+            name = class_path(callback).rpartition(".")[2]
+            monitors.append((f"--trainer.callbacks[{i}] {name} monitor", init_args(callback)["monitor"]))
     for key, metric in monitors:
         if metric is None or metric in known:
             continue
@@ -299,35 +258,3 @@ def _check_predictions(predictions: Namespace) -> None:
         raise user_error(
             f"invalid configuration: {', '.join(repeated)} listed twice", "--predictions.keep_columns", "name it once"
         )
-
-
-# ----- class specs (jsonargparse Namespaces of class_path and init_args) -----
-
-
-def _class_path(spec: Any) -> str:
-    if isinstance(spec, Namespace):
-        return str(spec.get("class_path") or "")
-    if isinstance(spec, type):
-        return f"{spec.__module__}.{spec.__qualname__}"
-    return ""
-
-
-def _init_args(spec: Any) -> dict[str, Any]:
-    args = spec.get("init_args") if isinstance(spec, Namespace) else None
-    return dict(args.as_dict() if isinstance(args, Namespace) else args or {})
-
-
-def _trusted_class(spec: Any) -> type | None:
-    path = _class_path(spec)
-    if not path.startswith(_TRUSTED_PREFIXES):
-        return None
-    module, _, name = path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-    return cls if isinstance(cls, type) else None
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:300]

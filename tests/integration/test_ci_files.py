@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +17,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 CI_RUN = ROOT / ".ci" / "run"
+# Declared for what they do outside `import` in src/: a Lightning strategy named in a config, and the tools of `dev`.
+NOT_IMPORTED_BY_SRC = {"deepspeed", "fasttext-numpy2", "mkdocs-material"}
 
 
 def check_workflow(path: Path) -> subprocess.CompletedProcess[str]:
@@ -80,3 +85,64 @@ def test_make_test_runs_pytest() -> None:
     result = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "-m pytest" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def project() -> dict:
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _name(requirement: str) -> str:
+    """PEP 503-normalised distribution name of a requirement string."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]).lower()
+
+
+def _imported_distributions() -> dict[str, set[str]]:
+    """Distribution -> the src/ files that import one of its top-level modules (first-party and stdlib left out)."""
+    owners = importlib.metadata.packages_distributions()
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / "src").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for top in {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"textcls", "__future__"}:
+                for dist in owners.get(top, [top]):
+                    found.setdefault(_name(dist), set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_import_is_declared_and_every_runtime_dependency_imported(project: dict) -> None:
+    core = {_name(r) for r in project["dependencies"]}
+    extras = {extra: {_name(r) for r in reqs} for extra, reqs in project["optional-dependencies"].items()}
+    declared = core | set().union(*(reqs for extra, reqs in extras.items() if extra != "dev"))
+    imported = _imported_distributions()
+    assert not {d: files for d, files in imported.items() if d not in declared}, "imported but not declared"
+    runtime = declared - extras["dev"] - NOT_IMPORTED_BY_SRC - {"textcls"}
+    assert sorted(runtime - set(imported)) == [], "declared but imported nowhere in src/"
+
+
+def test_dev_composes_the_extras_instead_of_copying_them(project: dict) -> None:
+    dev = project["optional-dependencies"]["dev"]
+    composed = [r for r in dev if _name(r) == "textcls"]
+    assert len(composed) == 1, dev
+    named = set(re.fullmatch(r"textcls\[(.+)\]", composed[0].replace(" ", "")).group(1).split(","))
+    assert {"hub", "wandb", "onnx", "bench", "serve", "docs"} <= named, named
+    copied = {_name(r) for r in dev} & {_name(r) for e in named for r in project["optional-dependencies"][e]}
+    assert not copied, copied
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_the_makefile_installs_the_torch_that_pyproject_pins(project: dict) -> None:
+    pins = [r.replace(" ", "") for r in project["dependencies"] if _name(r) == "torch"]
+    result = subprocess.run(
+        ["make", "-s", "--eval", "print-torch: ; @echo torch==$(TORCH_VERSION)", "print-torch"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [result.stdout.strip()] == pins
+    assert "TORCH_VERSION ?= 2" not in (ROOT / "Makefile").read_text()  # read from pyproject.toml, not written twice

@@ -251,7 +251,7 @@ def test_ddp_ranks_count_nb_weights_over_the_whole_training_split(tmp_path, data
             "fit", "--config", str(ROOT / "configs/mlp.yaml"),
             "--data.train_file", str(data["train"]), "--data.val_file", str(data["val"]),
             "--runs_root", str(runs), "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-            "--model.model.init_args.nb_weighting", "true", "--model.model.init_args.bigram_buckets", "997",
+            "--model.model.init_args.nb_weighting", "true", "--model.model.init_args.ngram_buckets", "997",
             *extra,
         ]  # fmt: skip
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # three in-process commands after one fit: ~25 s here
 TRAINING_STATE = ("optimizer_states", "lr_schedulers", "callbacks")
 # A hashed-bigram MLP, so the table (and with it Adam's two moments) dominates the file, as in mlp_bigram.yaml.
-MLP = ["--config", str(ROOT / "configs/mlp.yaml"), "--model.model.init_args.bigram_buckets", "4000",
+MLP = ["--config", str(ROOT / "configs/mlp.yaml"), "--model.model.init_args.ngram_buckets", "4000",
        "--model.model.init_args.embedding_dim", "16", "--trainer.max_epochs", "1",
        "--trainer.log_every_n_steps", "1"]  # fmt: skip
 

@@ -98,7 +98,7 @@ def test_read_only_runs_root(tmp_path, capsys):
 def test_full_disk_while_checkpointing(tmp_path, capsys):
     # The bigram table makes each checkpoint about 1 MB; the run directory's small files fit, the checkpoint does not.
     args = fit_args(tmp_path, tmp_path / "disk" / "runs", "--model.model.init_args.embedding_dim", "16",
-                    "--model.model.init_args.bigram_buckets", "16000")  # fmt: skip
+                    "--model.model.init_args.ngram_buckets", "16000")  # fmt: skip
     with tmpfs(tmp_path / "disk", "256k") as disk:
         line = one_error_line(capsys, lambda: main(args))
         assert "cannot write the checkpoint (" in line and "best.ckpt): no space left on the device" in line

@@ -21,7 +21,7 @@ SPARSE_MLP = [
     str(Path(__file__).resolve().parents[2] / "configs" / "mlp.yaml"),
     "--model.model.init_args.sparse",
     "true",
-    "--model.model.init_args.bigram_buckets",
+    "--model.model.init_args.ngram_buckets",
     "997",
     "--model.model.init_args.ngram_order",
     "3",
@@ -66,7 +66,7 @@ def test_sparse_fit_with_adagrad_trains_every_layer(tmp_path: Path, train_file: 
     dense = MLP(**init_args)
     weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     dense.load_state_dict(weights)  # strict: every key present, none extra
-    assert not torch.equal(dense.bigram_embedding.weight, MLP(**init_args).bigram_embedding.weight)
+    assert not torch.equal(dense.ngram_embedding.weight, MLP(**init_args).ngram_embedding.weight)
 
 
 @pytest.mark.parametrize(

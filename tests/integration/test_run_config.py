@@ -41,7 +41,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     train = write_tickets(tmp / "tickets.csv", 120)
     cli = fit(
         tmp, "--data.train_file", str(train), "--data.text_column", "subject_line", "--data.label_column", "category",
-        "--model.model.init_args.bigram_buckets", "100", "--trainer.max_epochs", "1", "--test_after_fit", "false",
+        "--model.model.init_args.ngram_buckets", "100", "--trainer.max_epochs", "1", "--test_after_fit", "false",
         *TINY,
     )  # fmt: skip
     return tmp, Path(cli.trainer.default_root_dir)
@@ -55,7 +55,7 @@ def test_resume_last_continues_with_the_runs_own_data_and_model(trained, capsys)
     cli = fit(tmp, "--ckpt_path", "last", "--trainer.max_epochs", "2", "--test_after_fit", "false")
     assert cli.datamodule.train_file == str(tmp / "tickets.csv")
     assert cli.datamodule.text_columns == ["subject_line"] and cli.datamodule.label_column == "category"
-    assert cli.model.model.bigram_buckets == 100  # the run's flag, not configs/mlp.yaml's 0
+    assert cli.model.model.ngram_buckets == 100  # the run's flag, not configs/mlp.yaml's 0
     assert cli.model.model.embedding.embedding_dim == 8
     assert cli.trainer.global_step > steps_before
     err = capsys.readouterr().err
@@ -123,7 +123,7 @@ def test_command_line_and_config_files_beat_the_checkpoint(trained, tmp_path):
     assert cli.model.label_smoothing == 0.2  # the config file's, not the checkpoint's 0.0
     dropouts = [m.p for m in cli.model.model.modules() if isinstance(m, torch.nn.Dropout)]
     assert dropouts and set(dropouts) == {0.05}  # the flag's, not the checkpoint's 0.3
-    assert cli.model.model.bigram_buckets == 100  # not given by the user: the checkpoint's
+    assert cli.model.model.ngram_buckets == 100  # not given by the user: the checkpoint's
     cli = TextclsCLI(
         args=["test", "--config", str(config), "--data.test_file", str(test_file), "--model.label_smoothing", "0.3",
               *QUIET]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,19 @@ def test_bad_value_is_one_line_before_anything_is_read_or_written(case, tmp_path
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and named in lines[0] and "Traceback" not in err, err
     assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()  # no data read, nothing written
+
+
+def test_hub_dataset_without_the_hub_extra_names_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # what `import datasets` meets without the extra installed
+    args = ["fit", "--config", str(ROOT / "configs/mlp.yaml"), "--data.dataset", "ag_news"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--runs_root", str(tmp_path / "runs"), "--data.cache_dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--data.dataset ag_news" in lines[0] and "Traceback" not in err, err
+    assert "pip install 'textcls[hub]'" in lines[0], err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()
 
 
 class ParseOnly(TextclsCLI):

@@ -94,7 +94,7 @@ def test_embedding_rows_take_the_vectors_and_padding_stays_zero(tmp_path: Path) 
 
 
 def test_freeze_leaves_the_embedding_out_of_the_optimizer() -> None:
-    for model in (TextCNN(vocab_size=20, num_classes=2), MLP(vocab_size=20, num_classes=2, bigram_buckets=16)):
+    for model in (TextCNN(vocab_size=20, num_classes=2), MLP(vocab_size=20, num_classes=2, ngram_buckets=16)):
         module = TextClassifier(model=model, label_names=["a", "b"], freeze_embeddings=True)
         module.setup("fit")
         assert not model.embedding.weight.requires_grad

@@ -90,9 +90,9 @@ def test_binary_dedupes_ngrams_too() -> None:
     a, b = 4, 9
     longer, shorter = torch.tensor([[a, b, a, b]]), torch.tensor([[a, b, a]])
     with torch.no_grad():
-        binary = mlp(bigram_buckets=BUCKETS, binary=True)
+        binary = mlp(ngram_buckets=BUCKETS, binary=True)
         assert torch.allclose(binary(longer), binary(shorter), atol=1e-6)
-        counting = mlp(bigram_buckets=BUCKETS)
+        counting = mlp(ngram_buckets=BUCKETS)
         assert not torch.allclose(counting(longer), counting(shorter), atol=1e-4)
 
 
@@ -122,7 +122,7 @@ def test_sqrt_pooling_is_mean_times_root_of_count() -> None:
 
 def test_trigram_ids_follow_the_documented_hash_without_overflow() -> None:
     big_vocab, buckets = 5_000_000, 2_000_003
-    model = MLP(big_vocab, CLASSES, PAD, embedding_dim=2, bigram_buckets=buckets, ngram_order=3)
+    model = MLP(big_vocab, CLASSES, PAD, embedding_dim=2, ngram_buckets=buckets, ngram_order=3)
     ids = torch.tensor([[big_vocab - 1, big_vocab - 2, 3_333_333, 1, 4_999_000]])
     ngram_ids, mask = model._ngrams(ids, ids != PAD)
     row = ids[0].tolist()
@@ -134,7 +134,7 @@ def test_trigram_ids_follow_the_documented_hash_without_overflow() -> None:
 
 
 def test_trigram_ids_are_in_range_and_not_the_bigram_of_their_prefix() -> None:
-    model = mlp(bigram_buckets=BUCKETS, ngram_order=3)
+    model = mlp(ngram_buckets=BUCKETS, ngram_order=3)
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(1, VOCAB, (64, 20), generator=generator)
     ngram_ids, mask = model._ngrams(ids, ids != PAD)
@@ -150,7 +150,7 @@ def test_trigram_ids_are_in_range_and_not_the_bigram_of_their_prefix() -> None:
 def test_bigram_hash_spreads_pairs_like_a_random_hash(buckets: int) -> None:
     # The first hash, (a * 1000003 + b) mod B, was (3a + b) mod B at these B: 30k distinct pairs of a 10k vocabulary
     # shared about 27k / 40k buckets. A random hash leaves B * (1 - exp(-n / B)) distinct buckets.
-    model = MLP(10_000, CLASSES, PAD, embedding_dim=2, bigram_buckets=buckets)
+    model = MLP(10_000, CLASSES, PAD, embedding_dim=2, ngram_buckets=buckets)
     generator = torch.Generator().manual_seed(0)
     pairs = torch.randint(1, 10_000, (30_000, 2), generator=generator).unique(dim=0)
     ngram_ids, _ = model._ngrams(pairs, pairs != PAD)
@@ -159,9 +159,9 @@ def test_bigram_hash_spreads_pairs_like_a_random_hash(buckets: int) -> None:
 
 
 def test_checkpoint_of_another_ngram_hash_is_refused() -> None:
-    trained = mlp(bigram_buckets=BUCKETS).state_dict()
+    trained = mlp(ngram_buckets=BUCKETS).state_dict()
     assert int(trained["ngram_hash_version"]) == NGRAM_HASH_VERSION
-    fresh = mlp(bigram_buckets=BUCKETS)
+    fresh = mlp(ngram_buckets=BUCKETS)
     fresh.load_state_dict(trained)  # the same hash loads
     old = {k: v for k, v in trained.items() if k != "ngram_hash_version"}  # written before the version was recorded
     with pytest.raises(RuntimeError, match=r"first n-gram hash .* retrain the model"):
@@ -176,16 +176,16 @@ def test_trigram_makes_order_within_three_words_matter() -> None:
     a, b, c = 4, 9, 13
     first, second = torch.tensor([[a, b, a, c, a]]), torch.tensor([[a, c, a, b, a]])
     with torch.no_grad():
-        bigram = mlp(bigram_buckets=BUCKETS)
+        bigram = mlp(ngram_buckets=BUCKETS)
         assert torch.allclose(bigram(first), bigram(second), atol=1e-6)
-        trigram = mlp(bigram_buckets=BUCKETS, ngram_order=3)
+        trigram = mlp(ngram_buckets=BUCKETS, ngram_order=3)
         assert not torch.allclose(trigram(first), trigram(second), atol=1e-4)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "sqrt"])
 @pytest.mark.parametrize("binary", [False, True])
 def test_ngrams_over_padding_never_contribute(pooling: str, binary: bool) -> None:
-    model = mlp(bigram_buckets=BUCKETS, ngram_order=3, pooling=pooling, binary=binary)
+    model = mlp(ngram_buckets=BUCKETS, ngram_order=3, pooling=pooling, binary=binary)
     rows = [[5, 9, 3, 17], [7], [11, 12], [3, 4, 5, 6, 7, 8]]
     batch = right_pad(rows, length=9)
     ngram_ids, valid = model._ngrams(batch, batch != PAD)
@@ -193,7 +193,7 @@ def test_ngrams_over_padding_never_contribute(pooling: str, binary: bool) -> Non
     assert touched_by_padding  # the windows over padding do hash to buckets no real n-gram uses
     with torch.no_grad():
         before = model(batch)
-        model.bigram_embedding.weight[sorted(touched_by_padding)] = 1e4  # poison those rows
+        model.ngram_embedding.weight[sorted(touched_by_padding)] = 1e4  # poison those rows
         model.embedding.weight[PAD] = 1e4
         after = model(batch)
         assert torch.allclose(before, after, atol=1e-5)
@@ -206,8 +206,8 @@ def test_ngrams_over_padding_never_contribute(pooling: str, binary: bool) -> Non
 
 def test_word_dropout_only_in_training() -> None:
     batch = right_pad([[5, 9, 3, 17, 22, 8, 4, 30], [7, 8, 9, 10, 11]])
-    model = mlp(word_dropout=0.5, bigram_buckets=BUCKETS)
-    reference = mlp(bigram_buckets=BUCKETS)  # same seed, same weights, no word dropout
+    model = mlp(word_dropout=0.5, ngram_buckets=BUCKETS)
+    reference = mlp(ngram_buckets=BUCKETS)  # same seed, same weights, no word dropout
     with torch.no_grad():
         assert torch.equal(model(batch), model(batch))
         assert torch.allclose(model(batch), reference(batch))
@@ -230,9 +230,9 @@ def test_word_dropout_out_of_range_names_the_option(value: float) -> None:
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        ({"ngram_order": 3, "bigram_buckets": 0}, "ngram_order 3 needs bigram_buckets > 0"),
-        ({"ngram_order": 4, "bigram_buckets": BUCKETS}, "ngram_order must be 2"),
-        ({"ngram_order": 1, "bigram_buckets": BUCKETS}, "ngram_order must be 2"),
+        ({"ngram_order": 3, "ngram_buckets": 0}, "ngram_order 3 needs ngram_buckets > 0"),
+        ({"ngram_order": 4, "ngram_buckets": BUCKETS}, "ngram_order must be 2"),
+        ({"ngram_order": 1, "ngram_buckets": BUCKETS}, "ngram_order must be 2"),
     ],
 )
 def test_bad_ngram_order_names_the_option(options: dict, expected: str) -> None:
@@ -245,10 +245,10 @@ def test_bad_ngram_order_names_the_option(options: dict, expected: str) -> None:
 
 @pytest.mark.parametrize("sparse", [False, True])
 def test_sparse_gives_sparse_grads_on_embedding_tables_only(sparse: bool) -> None:
-    model = mlp(bigram_buckets=BUCKETS, ngram_order=3, sparse=sparse).train()
+    model = mlp(ngram_buckets=BUCKETS, ngram_order=3, sparse=sparse).train()
     model(right_pad([[5, 9, 3, 17], [7, 8]])).sum().backward()
     for name, param in model.named_parameters():
-        is_table = name.startswith(("embedding.", "bigram_embedding."))
+        is_table = name.startswith(("embedding.", "ngram_embedding."))
         assert param.grad is not None, name
         assert param.grad.is_sparse == (sparse and is_table), name
     if sparse:  # only the rows of the batch, never the padding row
@@ -257,7 +257,7 @@ def test_sparse_gives_sparse_grads_on_embedding_tables_only(sparse: bool) -> Non
 
 
 def test_sparse_does_not_change_the_checkpoint() -> None:
-    dense, sparse = mlp(bigram_buckets=BUCKETS, sparse=False), mlp(bigram_buckets=BUCKETS, sparse=True)
+    dense, sparse = mlp(ngram_buckets=BUCKETS, sparse=False), mlp(ngram_buckets=BUCKETS, sparse=True)
     assert list(dense.state_dict()) == list(sparse.state_dict())
     with torch.no_grad():
         for param in dense.parameters():
@@ -269,13 +269,13 @@ def test_sparse_does_not_change_the_checkpoint() -> None:
 
 
 def test_parameter_groups_mark_the_sparse_tables() -> None:
-    model = mlp(bigram_buckets=BUCKETS, sparse=True)
+    model = mlp(ngram_buckets=BUCKETS, sparse=True)
     groups = parameter_groups(model)
     sparse = [g for g in groups if g.get(SPARSE_GROUP)]
-    assert [p for g in sparse for p in g["params"]] == [model.embedding.weight, model.bigram_embedding.weight]
+    assert [p for g in sparse for p in g["params"]] == [model.embedding.weight, model.ngram_embedding.weight]
     assert all(g["weight_decay"] == 0.0 for g in sparse)
-    assert not any(SPARSE_GROUP in g for g in parameter_groups(mlp(bigram_buckets=BUCKETS)))  # dense: as before
-    assert len(parameter_groups(mlp(bigram_buckets=BUCKETS))) == 2
+    assert not any(SPARSE_GROUP in g for g in parameter_groups(mlp(ngram_buckets=BUCKETS)))  # dense: as before
+    assert len(parameter_groups(mlp(ngram_buckets=BUCKETS))) == 2
 
 
 @pytest.mark.parametrize(
@@ -284,7 +284,7 @@ def test_parameter_groups_mark_the_sparse_tables() -> None:
     ids=["adagrad", "sgd"],
 )
 def test_sparse_trains_every_layer_with_adagrad_or_sgd(factory) -> None:
-    model = mlp(bigram_buckets=BUCKETS, sparse=True).train()
+    model = mlp(ngram_buckets=BUCKETS, sparse=True).train()
     optimizer = build_optimizer(factory, parameter_groups(model), CPU)
     assert not optimizer.defaults["fused"]  # the fused kernels refuse sparse gradients: not chosen for the user
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -311,7 +311,7 @@ def test_sparse_trains_every_layer_with_adagrad_or_sgd(factory) -> None:
     ids=["adam", "adamw", "sparse-adam", "sgd-momentum", "sgd-fused", "adagrad-fused", "adagrad-decayed-embeddings"],
 )
 def test_optimizers_that_cannot_train_sparse_tables_are_refused(factory, decay_embeddings, expected) -> None:
-    model = mlp(bigram_buckets=BUCKETS, sparse=True)
+    model = mlp(ngram_buckets=BUCKETS, sparse=True)
     with pytest.raises(DataError) as caught:
         build_optimizer(factory, parameter_groups(model, decay_embeddings=decay_embeddings), CPU)
     message = str(caught.value)
@@ -321,7 +321,7 @@ def test_optimizers_that_cannot_train_sparse_tables_are_refused(factory, decay_e
 
 
 def test_adagrad_weight_decay_on_dense_layers_only_is_fine() -> None:
-    model = mlp(bigram_buckets=BUCKETS, sparse=True)
+    model = mlp(ngram_buckets=BUCKETS, sparse=True)
     optimizer = build_optimizer(partial(torch.optim.Adagrad, lr=0.1, weight_decay=0.01), parameter_groups(model), CPU)
     assert isinstance(optimizer, torch.optim.Adagrad)
 

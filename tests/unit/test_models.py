@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from jsonargparse import ArgumentError, ArgumentParser
 
 from textcls.models import MLP, TextCNN
 
@@ -10,8 +11,8 @@ VOCAB, CLASSES, PAD = 50, 4, 0
 MODEL_FACTORIES = {
     "mlp_mean": lambda: MLP(VOCAB, CLASSES, PAD, embedding_dim=16, hidden_dims=[32]),
     "mlp_max": lambda: MLP(VOCAB, CLASSES, PAD, embedding_dim=16, hidden_dims=[32], pooling="max"),
-    "mlp_bigram_mean": lambda: MLP(VOCAB, CLASSES, PAD, embedding_dim=16, bigram_buckets=101),
-    "mlp_bigram_max": lambda: MLP(VOCAB, CLASSES, PAD, embedding_dim=16, bigram_buckets=101, pooling="max"),
+    "mlp_bigram_mean": lambda: MLP(VOCAB, CLASSES, PAD, embedding_dim=16, ngram_buckets=101),
+    "mlp_bigram_max": lambda: MLP(VOCAB, CLASSES, PAD, embedding_dim=16, ngram_buckets=101, pooling="max"),
     "mlp_linear": lambda: MLP(VOCAB, CLASSES, PAD, embedding_dim=16, hidden_dims=[]),
     "textcnn": lambda: TextCNN(VOCAB, CLASSES, PAD, embedding_dim=16, num_filters=8),
 }
@@ -88,6 +89,17 @@ def test_invalid_pooling_names_the_argument() -> None:
 def test_invalid_activation_names_the_argument() -> None:
     with pytest.raises(ValueError, match="activation"):
         MLP(VOCAB, CLASSES, PAD, activation="swish")
+
+
+@pytest.mark.parametrize(("option", "choices"), [("activation", "relu,gelu,tanh"), ("pooling", "mean,max,sqrt")])
+def test_the_parser_lists_and_enforces_the_choices(option: str, choices: str) -> None:
+    # --help lists the choices and a bad value is refused while parsing, before the model is built
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(MLP, "model")
+    assert f"--model.{option} {{{choices}}}" in parser.format_help()
+    assert parser.parse_args([f"--model.{option}", choices.split(",")[-1]]).model[option] == choices.split(",")[-1]
+    with pytest.raises(ArgumentError, match=option):
+        parser.parse_args([f"--model.{option}", "bogus"])
 
 
 def test_defaults_construct() -> None:

@@ -61,7 +61,7 @@ def test_separating_terms_weigh_more_than_even_ones_and_repeats_count_once() -> 
 
 
 def test_ngram_weights_are_counted_per_bucket() -> None:
-    model = mlp(bigram_buckets=BUCKETS)
+    model = mlp(ngram_buckets=BUCKETS)
     rows = [[2, 3, 4], [2, 3, 6], [3, 2, 7], [3, 2, 8]]
     model.fit_nb_weights([(batch(rows), torch.tensor([1, 1, 0, 0]))])
     ids, _ = model._ngrams(batch([[2, 3], [3, 2], [6, 2]]), batch([[2, 3], [3, 2], [6, 2]]) != PAD)
@@ -83,11 +83,11 @@ def test_scaling_by_weights_is_what_forward_does() -> None:
 
 
 def test_weights_are_saved_and_loaded_with_the_model() -> None:
-    model = mlp(bigram_buckets=BUCKETS)
+    model = mlp(ngram_buckets=BUCKETS)
     model.fit_nb_weights([(batch(ROWS), torch.tensor([1, 1, 0, 0, 0, 1]))])
     state = model.state_dict()
     assert {"nb_unigram", "nb_ngram"} <= state.keys()
-    restored = mlp(bigram_buckets=BUCKETS)
+    restored = mlp(ngram_buckets=BUCKETS)
     restored.load_state_dict(state)
     ids = batch(ROWS)
     torch.testing.assert_close(restored(ids), model(ids))

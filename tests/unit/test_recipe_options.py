@@ -115,7 +115,7 @@ def test_max_norm_checkpoint_trains_and_exports_to_onnx(tmp_path) -> None:
 @pytest.mark.slow  # trains a checkpoint
 def test_nb_weighted_binary_trigram_mlp_exports_to_onnx(tmp_path) -> None:
     # binary pooling sorts each row (dedupe_mask); torch's stable sort had no ONNX export, so this failed before
-    options = {"bigram_buckets": "997", "ngram_order": "3", "binary": "true", "pooling": "sqrt", "nb_weighting": "true"}
+    options = {"ngram_buckets": "997", "ngram_order": "3", "binary": "true", "pooling": "sqrt", "nb_weighting": "true"}
     args = [arg for key, value in options.items() for arg in (f"--model.model.init_args.{key}", value)]
     ckpt = train_checkpoint(tmp_path, "mlp", *args)
     assert load_classifier(ckpt).model.nb_unigram.max() > 1  # counted, not the initial ones
@@ -127,10 +127,10 @@ def test_embedding_init_std_sets_the_scale_and_keeps_padding_zero(model_class: s
     import textcls.models as models
 
     cls = getattr(models, model_class)
-    extra = {"bigram_buckets": 500} if model_class == "MLP" else {}
+    extra = {"ngram_buckets": 500} if model_class == "MLP" else {}
     torch.manual_seed(0)
     small = cls(vocab_size=5000, num_classes=2, pad_id=0, embedding_dim=64, embedding_init_std=0.05, **extra)
-    tables = [small.embedding] + ([small.bigram_embedding] if model_class == "MLP" else [])
+    tables = [small.embedding] + ([small.ngram_embedding] if model_class == "MLP" else [])
     for table in tables:
         assert abs(table.weight[1:].std().item() - 0.05) < 0.005
     assert torch.count_nonzero(small.embedding.weight[0]) == 0

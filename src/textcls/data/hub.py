@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from textcls.data.errors import DataError
+from textcls.data.errors import DataError, user_error
 from textcls.data.sources import TableSource
+
+INSTALL_HUB = "pip install 'textcls[hub]'"
 
 
 def load_hub_split(name: str, config: str | None, split: str, label_column: str | None) -> TableSource:
     """One split, memory-mapped from the `datasets` cache; integer class labels become their names."""
-    import datasets  # slow to import; only hub users pay for it
-
+    datasets = import_datasets(name)
     title = f"hub dataset '{name}'" + (f" ({config})" if config else "") + f" split '{split}'"
     try:
         dataset = datasets.load_dataset(name, config, split=split)
@@ -33,6 +36,19 @@ def load_hub_split(name: str, config: str | None, split: str, label_column: str 
     if label_column and isinstance(feature, datasets.ClassLabel):
         table = _label_names(table, label_column, feature.names)
     return TableSource(table, title, fingerprint=f"hub:{name}:{config}:{split}:{dataset._fingerprint}")
+
+
+def import_datasets(name: str) -> Any:
+    """The `datasets` module, or the one error line naming the extra that installs it."""
+    try:
+        import datasets  # slow to import and an extra: only hub users pay for it
+    except ImportError:
+        raise user_error(
+            "hub datasets need the Hugging Face `datasets` library, which is not installed",
+            f"--data.dataset {name}",
+            f"{INSTALL_HUB}, or pass local files with --data.train_file",
+        ) from None
+    return datasets
 
 
 def _label_names(table: pa.Table, column: str, names: list[str]) -> pa.Table:

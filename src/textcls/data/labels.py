@@ -1,4 +1,4 @@
-"""Label names in a stable order, and the mapping of label strings to class indices."""
+"""Label names in a stable order, and seeded stratified selection of validation rows."""
 
 from __future__ import annotations
 
@@ -16,25 +16,6 @@ def label_order(labels: pa.ChunkedArray | pa.Array) -> list[str]:
         return sorted(names, key=int)
     except ValueError:
         return sorted(names)
-
-
-def encode_labels(labels: pa.ChunkedArray | pa.Array, names: list[str], source: str) -> np.ndarray:
-    """Class index per row; a label outside `names` is an error that lists the unknown ones."""
-    index = pc.index_in(labels, value_set=pa.array(names, pa.string()))
-    if index.null_count:
-        unknown = pc.unique(pc.filter(labels, pc.is_null(index))).to_pylist()
-        shown = ", ".join(repr(u) for u in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-        raise DataError(
-            f"{source}: {len(unknown)} label(s) never seen in the training data: {shown}. "
-            f"Known labels: {', '.join(names[:20])}. Fix the labels or add examples of them to the training data."
-        )
-    return index.to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (train, val): `fraction` of each class goes to val, chosen by a seeded shuffle."""
-    is_val = stratified_val_mask(labels, fraction, seed)
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
 def stratified_val_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

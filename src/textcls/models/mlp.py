@@ -2,6 +2,7 @@
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -16,14 +17,12 @@ from textcls.models.pooling import (
     masked_sqrt_sum,
 )
 
+Activation = Literal["relu", "gelu", "tanh"]
+Pooling = Literal["mean", "max", "sqrt"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
-_POOLINGS = ("mean", "max", "sqrt")
-# N-gram hashing: (a, b) -> (a * P1 + b * P2) mod B, and (a, b, c) -> (a * P3 + b * P4 + c * P5) mod B, each product
-# reduced mod B before the sum, so nothing exceeds 2**63 for ids below 2**31. The multipliers are primes near 2**31, far
-# above the bucket counts in use, so their residues are large: the first hash, (a * 1000003 + b) mod B, reduced to
-# (3a + b) mod B for every B dividing 1,000,000, and put SST-2's 72k training bigrams into 26.5-26.6k buckets at 50k,
-# 500k and 1M (these primes: 67.7k of 500k, as a random hash does). The hash is part of a trained table's meaning, so
-# it is a constant with a version number that checkpoints record (NGRAM_HASH_VERSION), not an argument.
+# (a, b) -> (a*P1 + b*P2) mod B and (a, b, c) -> (a*P3 + b*P4 + c*P5) mod B, each product reduced first so int64 never
+# overflows; primes near 2**31 spread n-grams like a random hash for any B. Part of a trained table's meaning: a
+# versioned constant that checkpoints record, not an argument.
 _NGRAM_PRIMES = (2147483647, 1073741827, 2147483629, 1073741831, 2147483587)
 NGRAM_HASH_VERSION = 2
 
@@ -41,9 +40,9 @@ class MLP(nn.Module):
         dropout: Dropout probability applied to the pooled vector and after every hidden layer.
         pooling: How token embeddings are combined over the sequence, padding ignored: mean, max, or sqrt (the sum
             divided by the square root of the number of terms: long texts weigh more than with mean).
-        bigram_buckets: Number of hash buckets for word n-gram embeddings (bigrams, and trigrams with ngram_order 3,
-            share one table); 0 disables n-grams.
-        ngram_order: Longest hashed word n-gram: 2 (bigrams) or 3 (bigrams and trigrams); needs bigram_buckets > 0.
+        ngram_buckets: Number of hash buckets of the one word n-gram embedding table (bigrams, and trigrams with
+            ngram_order 3); 0 disables n-grams.
+        ngram_order: Longest hashed word n-gram: 2 (bigrams) or 3 (bigrams and trigrams); needs ngram_buckets > 0.
         word_dropout: Training only: probability of leaving each token and n-gram out of the pool (0 disables).
         binary: Pool each distinct token / n-gram of a text once, however often it occurs (as in NBSVM's binarised
             features); mean and sqrt pooling then count distinct terms.
@@ -57,13 +56,11 @@ class MLP(nn.Module):
             spread evenly (or seen once) weigh little. The weights are counted from the training data at the start of
             a fresh fit (`fit_nb_weights`, called by TextClassifier) and saved in the checkpoint.
         nb_alpha: Add-alpha smoothing of the counts behind nb_weighting (NBSVM uses 1).
-        sparse: Embedding tables get sparse gradients: a step updates only the rows of the batch, not the whole table
-            (0.15 s against 1.15 s for dense fused Adam, 2M buckets x 128 dims, batch 64 x 256 tokens, 2-core CPU).
-            Torch 2.13 trains sparse and dense (classifier) gradients together only with torch.optim.Adagrad, or
-            torch.optim.SGD with momentum 0, and no weight decay on the embeddings; Adam, AdamW and SparseAdam
-            (which cannot update the dense layers) are refused with a message, and so is gradient clipping (set
-            `trainer.gradient_clip_val: null`: torch cannot clip sparse gradients). Checkpoints are interchangeable with
-            sparse false.
+        sparse: Embedding tables get sparse gradients: a step updates only the rows of the batch (much faster for
+            large n-gram tables). Needs torch.optim.Adagrad or SGD with momentum 0 (the torch optimizers that update
+            sparse and dense layers together), no weight decay on the embeddings and `trainer.gradient_clip_val: null`
+            (torch cannot clip sparse gradients); other optimizers are refused with a message. Checkpoints are
+            interchangeable with sparse false.
     """
 
     def __init__(
@@ -73,11 +70,11 @@ class MLP(nn.Module):
         pad_id: int = 0,
         embedding_dim: int = 128,
         hidden_dims: Sequence[int] = (256,),
-        activation: str = "relu",
+        activation: Activation = "relu",
         dropout: float = 0.3,
-        pooling: str = "mean",
-        bigram_buckets: int = 0,
-        ngram_order: int = 2,
+        pooling: Pooling = "mean",
+        ngram_buckets: int = 0,
+        ngram_order: Literal[2, 3] = 2,
         word_dropout: float = 0.0,
         binary: bool = False,
         embedding_init_std: float = 1.0,
@@ -87,16 +84,17 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         check_shared_args(vocab_size, num_classes, pad_id, embedding_dim, dropout)
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-        if pooling not in _POOLINGS:
-            raise ValueError(f"pooling must be one of {list(_POOLINGS)}, got {pooling!r}")
-        if bigram_buckets < 0:
-            raise ValueError(f"bigram_buckets must be 0 (disabled) or a positive integer, got {bigram_buckets}")
+        # The CLI refuses other values while parsing (Literal); these checks are for Python callers.
+        if activation not in get_args(Activation):
+            raise ValueError(f"activation must be one of {list(get_args(Activation))}, got {activation!r}")
+        if pooling not in get_args(Pooling):
+            raise ValueError(f"pooling must be one of {list(get_args(Pooling))}, got {pooling!r}")
+        if ngram_buckets < 0:
+            raise ValueError(f"ngram_buckets must be 0 (disabled) or a positive integer, got {ngram_buckets}")
         if ngram_order not in (2, 3):
             raise ValueError(f"ngram_order must be 2 (bigrams) or 3 (bigrams and trigrams), got {ngram_order}")
-        if ngram_order == 3 and bigram_buckets == 0:
-            raise ValueError("ngram_order 3 needs bigram_buckets > 0 (the n-gram hash table); got bigram_buckets 0")
+        if ngram_order == 3 and ngram_buckets == 0:
+            raise ValueError("ngram_order 3 needs ngram_buckets > 0 (the n-gram hash table); got ngram_buckets 0")
         check_init_std(embedding_init_std)
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout}")
@@ -108,7 +106,7 @@ class MLP(nn.Module):
 
         self.pad_id, self.num_classes = pad_id, num_classes
         self.pooling = pooling
-        self.bigram_buckets = bigram_buckets
+        self.ngram_buckets = ngram_buckets
         self.ngram_order = ngram_order
         self.word_dropout = word_dropout
         self.binary = binary
@@ -118,19 +116,17 @@ class MLP(nn.Module):
         # Persistent, so predict and export use the weights of training; ones (no scaling) until fit_nb_weights runs.
         # Registered only with nb_weighting, so that other checkpoints keep their keys.
         self.register_buffer("nb_unigram", torch.ones(vocab_size) if nb_weighting else None)
-        self.register_buffer("nb_ngram", torch.ones(bigram_buckets) if nb_weighting and bigram_buckets else None)
+        self.register_buffer("nb_ngram", torch.ones(ngram_buckets) if nb_weighting and ngram_buckets else None)
         # Which optimizers take sparse gradients next to the dense classifier, and why the others are refused: see
         # textcls.optim.check_sparse_optimizer (a model does not import the training code).
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id, sparse=sparse)
-        self.bigram_embedding = (
-            nn.Embedding(bigram_buckets, embedding_dim, sparse=sparse) if bigram_buckets > 0 else None
-        )
-        if bigram_buckets > 0:
+        self.ngram_embedding = nn.Embedding(ngram_buckets, embedding_dim, sparse=sparse) if ngram_buckets > 0 else None
+        if ngram_buckets > 0:
             # Recorded in the state dict: a checkpoint whose table was trained with another hash refuses to load
             # (see _refuse_other_hash) instead of silently looking its n-grams up in the wrong rows.
             self.register_buffer("ngram_hash_version", torch.tensor(NGRAM_HASH_VERSION))
             self.register_load_state_dict_pre_hook(_refuse_other_hash)
-        for table in (self.embedding, self.bigram_embedding):
+        for table in (self.embedding, self.ngram_embedding):
             if table is not None and embedding_init_std != 1.0:  # nn.Embedding already drew N(0, 1)
                 init_embedding(table, embedding_init_std)
 
@@ -144,7 +140,7 @@ class MLP(nn.Module):
 
     def _ngrams(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hashed n-gram bucket ids [batch, n] and their validity mask (every word of the n-gram is real)."""
-        buckets = self.bigram_buckets
+        buckets = self.ngram_buckets
         p1, p2, p3, p4, p5 = _NGRAM_PRIMES
         ids = [(input_ids[:, :-1] * p1 % buckets + input_ids[:, 1:] * p2 % buckets) % buckets]
         masks = [mask[:, :-1] & mask[:, 1:]]
@@ -160,7 +156,7 @@ class MLP(nn.Module):
         fit_nb_weights counts them, so the weights are always those of the terms pooled."""
         real = input_ids != self.pad_id
         terms = [(input_ids, real)]
-        if self.bigram_embedding is not None:
+        if self.ngram_embedding is not None:
             terms.append(self._ngrams(input_ids, real))  # n-grams of real words, repeated or not
         if dedupe:
             terms = [(ids, mask & dedupe_mask(ids, mask)) for ids, mask in terms]
@@ -193,9 +189,9 @@ class MLP(nn.Module):
         embedded = self.embedding(ids)
         if self.nb_unigram is not None:
             embedded = embedded * self.nb_unigram[ids].unsqueeze(-1)
-        if self.bigram_embedding is not None:
+        if self.ngram_embedding is not None:
             [(ngram_ids, ngram_mask)] = ngram_terms
-            ngrams = self.bigram_embedding(ngram_ids)
+            ngrams = self.ngram_embedding(ngram_ids)
             if self.nb_ngram is not None:
                 ngrams = ngrams * self.nb_ngram[ngram_ids].unsqueeze(-1)
             # n-grams are pooled as extra "tokens" alongside the unigrams, so one pool covers both
