@@ -7,7 +7,9 @@ label code, a split flag), never the texts. Errors are raised before the cache e
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,8 +186,21 @@ def build_train_entry(
     label_names: list[str] | None = None,
 ) -> None:
     """train.arrow (+ validation.arrow when carving), tokenizer.json and meta.json into `out`."""
+    # One pool per file: threads that exit abandon their allocator heap, so they live as long as the build.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        _build_train_entry(out, source, settings, tokenizer, label_names, pool)
+
+
+def _build_train_entry(
+    out: Path,
+    source: Source,
+    settings: TrainSettings,
+    tokenizer: WordTokenizer | None,
+    label_names: list[str] | None,
+    pool: ThreadPoolExecutor,
+) -> None:
     single_pass = tokenizer is None and settings.val_fraction is None and settings.max_train_samples is None
-    counter = VocabCounter(settings.lowercase) if single_pass else None
+    counter = VocabCounter(settings.lowercase, pool) if single_pass else None
     rank_zero_info(f"Reading {source.name} ...")
     found = scan(source, settings.columns, settings.empty_text, counter)
     if label_names:
@@ -210,7 +225,7 @@ def build_train_entry(
     del train_mask, val_mask
     if tokenizer is None:
         if counter is None:
-            counter = VocabCounter(settings.lowercase)
+            counter = VocabCounter(settings.lowercase, pool)
             for text, part in _kept_texts(source, settings.columns, found, assign):
                 counter.update(text.filter(pa.array(part == 1)))
         tokenizer = counter.build(settings.min_freq, settings.max_vocab_size)
@@ -223,7 +238,7 @@ def build_train_entry(
         for value, writer in writers.items():
             selected = part == value
             if selected.any():
-                ids = tokenizer.encode(text.filter(pa.array(selected)), settings.max_length)
+                ids = tokenizer.encode(text.filter(pa.array(selected)), settings.max_length, pool)
                 writer.write(ids, part_codes[selected])
     counts = {name: writer.close() for name, writer in zip(splits.values(), writers.values(), strict=True)}
     (out / "tokenizer.json").write_text(tokenizer.to_json(), encoding="utf-8")
@@ -259,21 +274,24 @@ def build_eval_entry(
     """
     writer = _Writer(out / "split.arrow", labelled=label_names is not None)
     dropped = 0
-    if label_names is None:
-        for _, text, _ in texts_and_labels(source, columns):
-            writer.write(tokenizer.encode(text, max_length), None)
-    else:
-        found = scan(source, columns, empty_text)
-        codes = codes_for(found, label_names, source)
-        chosen = keep_at_most(np.ones(len(codes), dtype=bool), max_rows, seed).astype(np.int8)
-        offset = 0
-        for text, part in _kept_texts(source, columns, found, chosen):
-            selected = part == 1
-            part_codes = codes[offset : offset + len(part)]
-            offset += len(part)
-            if selected.any():
-                writer.write(tokenizer.encode(text.filter(pa.array(selected)), max_length), part_codes[selected])
-        dropped = found.dropped
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        if label_names is None:
+            for _, text, _ in texts_and_labels(source, columns):
+                writer.write(tokenizer.encode(text, max_length, pool), None)
+        else:
+            found = scan(source, columns, empty_text)
+            codes = codes_for(found, label_names, source)
+            chosen = keep_at_most(np.ones(len(codes), dtype=bool), max_rows, seed).astype(np.int8)
+            offset = 0
+            for text, part in _kept_texts(source, columns, found, chosen):
+                selected = part == 1
+                part_codes = codes[offset : offset + len(part)]
+                offset += len(part)
+                if selected.any():
+                    writer.write(
+                        tokenizer.encode(text.filter(pa.array(selected)), max_length, pool), part_codes[selected]
+                    )
+            dropped = found.dropped
     rows = writer.close()
     (out / "meta.json").write_text(json.dumps({"rows": rows, "dropped_empty": dropped}), encoding="utf-8")
 
