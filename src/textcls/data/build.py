@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +24,8 @@ from textcls.data.labels import keep_at_most, label_order, stratified_val_mask
 from textcls.data.sources import Source
 from textcls.data.tokenizer import VocabCounter, WordTokenizer
 
-EMPTY_TEXT = ("drop", "error")
+EmptyText = Literal["drop", "error"]
+EMPTY_TEXT: tuple[str, ...] = get_args(EmptyText)
 
 
 @dataclass

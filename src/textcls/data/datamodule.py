@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +17,14 @@ from torch.utils.data import DataLoader, SequentialSampler
 
 from textcls.checkpoint import load_checkpoint_state
 from textcls.data.batching import BucketBatchSampler, TokenizedDataset, passthrough_collate
-from textcls.data.build import EMPTY_TEXT, Columns, TrainSettings, build_eval_entry, build_train_entry, warn_dropped
+from textcls.data.build import (
+    EMPTY_TEXT,
+    Columns,
+    TrainSettings,
+    build_eval_entry,
+    build_train_entry,
+    warn_dropped,
+)
 from textcls.data.cache import cache_key, default_cache_dir, get_or_build
 from textcls.data.errors import DataError
 from textcls.data.resumable import ResumableDataLoader, distributed_eval_sampler
@@ -62,6 +68,8 @@ class TextDataModule(pl.LightningDataModule):
         max_eval_samples: validate and test on a seeded random subset of at most this many rows.
         val_fraction: share of each class moved from the training data to validation when there is no validation set.
         split_seed: seed of that validation split and of the `max_*_samples` subsets.
+        shuffle_seed: seed of the training order (bucketing and shuffling, per epoch); unset: `split_seed`.
+            The CLI sets it from `--seed_everything`.
         batch_size: training batch size (per device).
         eval_batch_size: batch size for validation, test and predict; unset means 2 x `batch_size`.
         max_length: texts are truncated to this many tokens.
@@ -97,6 +105,7 @@ class TextDataModule(pl.LightningDataModule):
         max_eval_samples: int | None = None,
         val_fraction: float = 0.1,
         split_seed: int = 42,
+        shuffle_seed: int | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         max_length: int = 256,
@@ -113,7 +122,8 @@ class TextDataModule(pl.LightningDataModule):
         super().__init__()
         # Every setting as given, kept in the checkpoint: a resumed fit continues with the run's own data, and
         # test / predict / export read texts as training did without the user repeating a flag.
-        self.settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        # Not `shuffle_seed`: it is the run's seed, which the run's own config keeps.
+        self.settings = {k: v for k, v in locals().items() if k not in ("self", "__class__", "shuffle_seed")}
         _check_setting(0 < val_fraction < 1, "val_fraction", val_fraction, "a number between 0 and 1, e.g. 0.1")
         _check_setting(batch_size > 0, "batch_size", batch_size, "a positive integer")
         _check_setting(eval_batch_size is None or eval_batch_size > 0, "eval_batch_size", eval_batch_size, "positive")
@@ -149,6 +159,7 @@ class TextDataModule(pl.LightningDataModule):
         self.label_order = [str(name) for name in label_order] if label_order is not None else None
         self.max_train_samples, self.max_eval_samples = max_train_samples, max_eval_samples
         self.val_fraction, self.split_seed = val_fraction, split_seed
+        self.shuffle_seed = split_seed if shuffle_seed is None else shuffle_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or 2 * batch_size
         self.max_length, self.lowercase, self.min_freq, self.max_vocab_size = (
             max_length,
@@ -263,7 +274,7 @@ class TextDataModule(pl.LightningDataModule):
             drop_last=False,
             lengths=dataset.lengths,
             pool_batches=self.bucket_pool_batches,
-            seed=int(os.environ.get("PL_GLOBAL_SEED", self.split_seed)),
+            seed=self.shuffle_seed,
             by_length=self.bucket,
         )
         return self._loader(dataset, batch_sampler=sampler)

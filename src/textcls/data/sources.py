@@ -12,6 +12,7 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -41,7 +42,8 @@ REBATCH_ROWS = 131_072
 #: reader fail; the read then restarts with 16x larger blocks, skipping the rows already handed on.
 READ_BLOCK = 1 << 20
 MAX_READ_BLOCK = 1 << 30
-FORMATS = ("csv", "tsv", "jsonl", "parquet", "labeltext", "fasttext", "lines")
+Format = Literal["csv", "tsv", "jsonl", "parquet", "labeltext", "fasttext", "lines"]
+FORMATS: tuple[str, ...] = get_args(Format)
 #: file extension -> format; `.txt` is decided by `resolve_format` (labelled: label-text or fastText; predict: lines)
 EXTENSIONS = {
     ".csv": "csv",
