@@ -16,8 +16,8 @@ from textcls.data.cache import default_cache_dir
 from textcls.data.entries import DEMO, SplitEntries
 from textcls.data.errors import DataError
 from textcls.data.resumable import ResumableDataLoader, distributed_eval_sampler
-from textcls.data.scan import EMPTY_TEXT
-from textcls.data.sources import FORMATS
+from textcls.data.scan import EMPTY_TEXT, EmptyText
+from textcls.data.sources import FORMATS, Format
 from textcls.data.tokenizer import WordTokenizer
 
 
@@ -81,11 +81,11 @@ class TextDataModule(SplitEntries, pl.LightningDataModule):
         train_split: str = "train",
         val_split: str | None = None,
         test_split: str | None = None,
-        format: str | None = None,
+        format: Format | None = None,
         text_column: str | list[str] = "text",
         label_column: str = "label",
         label_order: list[str] | None = None,
-        empty_text: str = "drop",
+        empty_text: EmptyText = "drop",
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
         val_fraction: float = 0.1,
