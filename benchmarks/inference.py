@@ -31,7 +31,7 @@ import tokenizers
 import torch
 
 from textcls.data.tokenizer import WordTokenizer
-from textcls.export import _serving_tokenizer_json, export_onnx
+from textcls.export import export_onnx, serving_tokenizer_json
 from textcls.inference import Classifier, _flatten, _pad
 from textcls.models import MLP, TextCNN
 
@@ -157,7 +157,7 @@ def main() -> None:
         parameters = sum(p.numel() for p in clf.model.parameters())
         np.testing.assert_allclose(ort_logits(clf, session, batch[:64], 256), clf.logits(batch[:64]), atol=1e-4)
         print(f"\n{model_name} ({parameters / 1e6:.2f} M parameters)")
-        served = tokenizers.Tokenizer.from_str(_serving_tokenizer_json(clf))
+        served = tokenizers.Tokenizer.from_str(serving_tokenizer_json(clf.tokenizer, clf.max_length))
         served.no_padding()
         print(f"  {'latency, one text per call':<46}{'p50 ms':>8}{'p99 ms':>8}  p50 vs PyTorch")
         for data_name, sample in samples.items():

@@ -22,6 +22,7 @@ from rich.console import Console
 from torch import nn
 
 from textcls.data.errors import DataError
+from textcls.data.tokenizer import WordTokenizer
 from textcls.errors import environment_error, user_error
 from textcls.inference import Classifier, load_classifier
 
@@ -89,7 +90,7 @@ def export(
     except OSError as err:
         raise environment_error(err, "create the export directory", err.filename or out_dir, _WRITE_TODO) from None
     written = {
-        "tokenizer.json": _serving_tokenizer_json(clf),
+        "tokenizer.json": serving_tokenizer_json(clf.tokenizer, clf.max_length),
         "labels.json": json.dumps(clf.label_names, ensure_ascii=False, indent=1) + "\n",
         "README.txt": _readme(clf, Path(ckpt_path)),
     }
@@ -216,19 +217,19 @@ def _quiet_exporter():
         logger.setLevel(level)
 
 
-def _serving_tokenizer_json(clf: Classifier) -> str:
+def serving_tokenizer_json(tokenizer: WordTokenizer, max_length: int) -> str:
     """The tokenizer as `tokenizers` JSON with truncation to max_length and right padding with `<pad>` enabled."""
-    spec = json.loads(clf.tokenizer.to_json())
+    spec = json.loads(tokenizer.to_json())
     # As added tokens, `tokenizers` would match `<pad>` and `<unk>` literally inside a text and split it there;
     # textcls's own tokenizer reads them as plain words, so the served ids would differ from training's.
     spec["added_tokens"] = []
-    spec["truncation"] = {"direction": "Right", "max_length": clf.max_length, "strategy": "LongestFirst", "stride": 0}
-    pad_token = clf.tokenizer.vocab[clf.tokenizer.pad_id]
+    spec["truncation"] = {"direction": "Right", "max_length": max_length, "strategy": "LongestFirst", "stride": 0}
+    pad_token = tokenizer.vocab[tokenizer.pad_id]
     spec["padding"] = {
         "strategy": "BatchLongest",
         "direction": "Right",
         "pad_to_multiple_of": None,
-        "pad_id": clf.tokenizer.pad_id,
+        "pad_id": tokenizer.pad_id,
         "pad_type_id": 0,
         "pad_token": pad_token,
     }

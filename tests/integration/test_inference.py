@@ -222,7 +222,7 @@ def test_predict_command_rejects_a_non_utf8_file(checkpoints, tmp_path, monkeypa
 
 @pytest.mark.parametrize("max_length", [256, 5])
 def test_ascii_fast_path_gives_the_tokenizers_ids(max_length):
-    # Small calls of plain ASCII text bypass the pyarrow tokenizer; both must give identical ids on any such text.
+    # Small calls go through `tokenizers` instead of the pyarrow tokenizer; both must give identical ids on any text.
     import pyarrow as pa
 
     from textcls.data.tokenizer import WordTokenizer
@@ -245,7 +245,7 @@ def test_ascii_fast_path_gives_the_tokenizers_ids(max_length):
         for got, want in zip(fast, slow, strict=True):
             np.testing.assert_array_equal(got, want)
     assert (clf._token_ids(texts[:50])[0] > tokenizer.unk_id).any(), "the test texts must hit the vocabulary"
-    # Any non-ASCII character sends the call down the pyarrow path ("café" stays one word there).
+    # Non-ASCII text too ("café" stays one word on both paths).
     for text in ["Café GREAT", "naïve film", "x\u00a0y"]:
         want = _flatten(tokenizer.encode(pa.array([text], pa.string()), max_length))[0]
         np.testing.assert_array_equal(clf._token_ids([text])[0], want)

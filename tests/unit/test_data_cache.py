@@ -27,7 +27,7 @@ def test_second_setup_reuses_the_entry_without_reading_the_file(tmp_path, monkey
     def fail(*args, **kwargs):
         raise AssertionError("rebuilt although nothing changed")
 
-    monkeypatch.setattr("textcls.data.datamodule.build_train_entry", fail)
+    monkeypatch.setattr("textcls.data.entries.build_train_entry", fail)
     second = _setup(cache, train_file=str(train))
     assert second.tokenizer.vocab == first.tokenizer.vocab and len(second.datasets["train"]) == len(
         first.datasets["train"]

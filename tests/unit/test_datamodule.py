@@ -127,3 +127,17 @@ def test_label_order_must_name_every_training_label_once(tmp_path, order, messag
     rows = [{"text": f"text {i}", "label": ["neutral", "negative", "positive"][i % 3]} for i in range(90)]
     with pytest.raises(DataError, match=message):
         _ = TextDataModule(train_file=str(write_rows(tmp_path / "t.csv", rows)), label_order=order).num_classes
+
+
+def test_the_training_order_follows_shuffle_seed_else_split_seed(tmp_path):
+    """The CLI passes --seed_everything as shuffle_seed; unset, the order is a function of split_seed."""
+    train = str(write_rows(tmp_path / "t.csv", labelled_rows(200)))
+
+    def order(**kwargs):
+        dm = TextDataModule(train_file=train, batch_size=4, **kwargs)
+        dm.setup("fit")
+        return [i for batch in dm.train_dataloader().batch_sampler for i in batch]
+
+    assert order(split_seed=3) == order(split_seed=3, shuffle_seed=3)
+    assert order(shuffle_seed=5) == order(shuffle_seed=5) != order(shuffle_seed=6)
+    assert order(split_seed=3) != order(split_seed=3, shuffle_seed=4)

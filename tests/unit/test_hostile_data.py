@@ -386,11 +386,11 @@ def test_a_bad_val_test_or_predict_file_is_named_not_the_training_file(tmp_path)
 
 def test_the_strict_csv_check_runs_once_per_file(tmp_path, monkeypatch):
     """Files with multi-line fields are read strictly once, not once per pass (scan, vocabulary, encode)."""
-    import textcls.data.sources as sources
+    import textcls.data.readers as readers
 
     calls = []
-    real = sources.csv_problem
-    monkeypatch.setattr(sources, "csv_problem", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = readers.csv_problem
+    monkeypatch.setattr(readers, "csv_problem", lambda *a, **k: calls.append(a) or real(*a, **k))
     dm = _fit_data(tmp_path / "cache", train_file=str(_write(tmp_path, "t.csv", MULTILINE)))
     assert len(dm.datasets["train"]) == 360 and len(calls) == 1
 

@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Iterator
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, SequentialSampler
 
-from textcls.checkpoint import load_checkpoint_state
 from textcls.data.batching import BucketBatchSampler, TokenizedDataset, passthrough_collate
-from textcls.data.build import EMPTY_TEXT, Columns, TrainSettings, build_eval_entry, build_train_entry, warn_dropped
-from textcls.data.cache import cache_key, default_cache_dir, get_or_build
+from textcls.data.cache import default_cache_dir
+from textcls.data.entries import DEMO, SplitEntries
 from textcls.data.errors import DataError
 from textcls.data.resumable import ResumableDataLoader, distributed_eval_sampler
-from textcls.data.sources import FORMATS, FileSource, Source, TableSource
-from textcls.data.synthetic import make_demo_splits
+from textcls.data.scan import EMPTY_TEXT, EmptyText
+from textcls.data.sources import FORMATS, Format
 from textcls.data.tokenizer import WordTokenizer
 
-DEMO = "demo"
-SPLIT_OPTIONS = {"train": "train_file", "validation": "val_file", "test": "test_file", "predict": "predict_file"}
 
-
-class TextDataModule(pl.LightningDataModule):
+class TextDataModule(SplitEntries, pl.LightningDataModule):
     """Text classification data from local files, a Hugging Face hub dataset, or the built-in synthetic demo.
 
     The tokenizer and the label names are learned from the training split only and travel in the checkpoint,
@@ -62,6 +53,8 @@ class TextDataModule(pl.LightningDataModule):
         max_eval_samples: validate and test on a seeded random subset of at most this many rows.
         val_fraction: share of each class moved from the training data to validation when there is no validation set.
         split_seed: seed of that validation split and of the `max_*_samples` subsets.
+        shuffle_seed: seed of the training order (bucketing and shuffling, per epoch); unset: `split_seed`.
+            The CLI sets it from `--seed_everything`.
         batch_size: training batch size (per device).
         eval_batch_size: batch size for validation, test and predict; unset means 2 x `batch_size`.
         max_length: texts are truncated to this many tokens.
@@ -88,15 +81,16 @@ class TextDataModule(pl.LightningDataModule):
         train_split: str = "train",
         val_split: str | None = None,
         test_split: str | None = None,
-        format: str | None = None,
+        format: Format | None = None,
         text_column: str | list[str] = "text",
         label_column: str = "label",
         label_order: list[str] | None = None,
-        empty_text: str = "drop",
+        empty_text: EmptyText = "drop",
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
         val_fraction: float = 0.1,
         split_seed: int = 42,
+        shuffle_seed: int | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         max_length: int = 256,
@@ -113,7 +107,8 @@ class TextDataModule(pl.LightningDataModule):
         super().__init__()
         # Every setting as given, kept in the checkpoint: a resumed fit continues with the run's own data, and
         # test / predict / export read texts as training did without the user repeating a flag.
-        self.settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        # Not `shuffle_seed`: it is the run's seed, which the run's own config keeps.
+        self.settings = {k: v for k, v in locals().items() if k not in ("self", "__class__", "shuffle_seed")}
         _check_setting(0 < val_fraction < 1, "val_fraction", val_fraction, "a number between 0 and 1, e.g. 0.1")
         _check_setting(batch_size > 0, "batch_size", batch_size, "a positive integer")
         _check_setting(eval_batch_size is None or eval_batch_size > 0, "eval_batch_size", eval_batch_size, "positive")
@@ -149,6 +144,7 @@ class TextDataModule(pl.LightningDataModule):
         self.label_order = [str(name) for name in label_order] if label_order is not None else None
         self.max_train_samples, self.max_eval_samples = max_train_samples, max_eval_samples
         self.val_fraction, self.split_seed = val_fraction, split_seed
+        self.shuffle_seed = split_seed if shuffle_seed is None else shuffle_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or 2 * batch_size
         self.max_length, self.lowercase, self.min_freq, self.max_vocab_size = (
             max_length,
@@ -192,37 +188,6 @@ class TextDataModule(pl.LightningDataModule):
     def pad_id(self) -> int:
         return self.tokenizer.pad_id
 
-    def _load_vocabulary(self) -> tuple[WordTokenizer, list[str]]:
-        if self._vocabulary is None:
-            tokenizer, names = self._read_vocabulary_file() if self.tokenizer_file else (None, [])
-            if names and self.label_order is not None and names != self.label_order:
-                raise DataError(
-                    f"--data.label_order {self.label_order} differs from the label order of "
-                    f"--data.tokenizer_file {self.tokenizer_file} ({names}); a trained model's outputs keep the "
-                    "order it was trained with, so drop --data.label_order."
-                )
-            if tokenizer is not None and names:
-                self._vocabulary = (tokenizer, names)
-            else:
-                entry = self._train_entry(tokenizer, names or self.label_order or [])
-                self._vocab_entry = entry
-                self._vocabulary = (
-                    WordTokenizer.from_json((entry / "tokenizer.json").read_text(encoding="utf-8")),
-                    json.loads((entry / "meta.json").read_text(encoding="utf-8"))["label_names"],
-                )
-            tokenizer, names = self._vocabulary
-            rank_zero_info(f"vocabulary: {tokenizer.vocab_size:,} tokens; labels: {', '.join(names)}")
-        return self._vocabulary
-
-    def _read_vocabulary_file(self) -> tuple[WordTokenizer, list[str]]:
-        path = Path(str(self.tokenizer_file))
-        if not path.is_file():
-            raise DataError(f"--data.tokenizer_file '{path}' does not exist or is not a file.")
-        if path.suffix == ".json":
-            return WordTokenizer.from_json(path.read_text(encoding="utf-8"), str(path)), []
-        state = load_checkpoint_state(path)
-        return WordTokenizer.from_json(state["tokenizer"], str(path)), list(state["label_names"])
-
     # ----- Lightning hooks -----
 
     def prepare_data(self) -> None:
@@ -263,7 +228,7 @@ class TextDataModule(pl.LightningDataModule):
             drop_last=False,
             lengths=dataset.lengths,
             pool_batches=self.bucket_pool_batches,
-            seed=int(os.environ.get("PL_GLOBAL_SEED", self.split_seed)),
+            seed=self.shuffle_seed,
             by_length=self.bucket,
         )
         return self._loader(dataset, batch_sampler=sampler)
@@ -315,173 +280,10 @@ class TextDataModule(pl.LightningDataModule):
             **kwargs,
         )
 
-    # ----- sources and cache entries -----
-
     def _dataset(self, split: str) -> TokenizedDataset:
         if split not in self.datasets:
             self.datasets[split] = TokenizedDataset(self._split_file(split), pad_id=self.pad_id)
         return self.datasets[split]
-
-    def _split_file(self, split: str) -> Path:
-        if split == "train" or (split == "validation" and self._source("validation") is None):
-            if split == "validation" and self._train_source is None:
-                raise DataError("no validation data: pass --data.val_file (or --data.train_file to split it from).")
-            vocabulary = self._load_vocabulary()
-            entry = self._vocab_entry or self._train_entry(*vocabulary)
-            return entry / f"{split}.arrow"
-        source = self._source(split)
-        if source is None:
-            hub = split == "test" and self.dataset not in (None, DEMO)
-            option = "data.test_split" if hub else f"data.{SPLIT_OPTIONS[split]}"
-            raise DataError(f"no {split} data: pass --{option}.")
-        return self._eval_entry(split, source) / "split.arrow"
-
-    @cached_property
-    def _train_source(self) -> Source | None:
-        if self.use_demo:
-            rank_zero_info("No --data.train_file given: using the built-in synthetic demo dataset.")
-            return _demo_source("train")
-        if self.dataset is not None:
-            from textcls.data.hub import load_hub_split
-
-            return load_hub_split(self.dataset, self.dataset_config, self.train_split, self.label_column)
-        if self.train_file is None:
-            return None
-        return FileSource(self.train_file, "training file", self.format, True, self.text_columns[0], self.label_column)
-
-    def _source(self, split: str) -> Source | None:
-        if split == "predict":
-            if not self.predict_file:
-                return None
-            # A .txt predict file is one text per line whatever --data.format says for the labelled files.
-            fmt = None if self.predict_file.lower().endswith(".txt") else self.format
-            return FileSource(self.predict_file, "predict file", fmt, False, self.text_columns[0], self.label_column)
-        if self.use_demo:
-            return _demo_source(split) if split != "train" else self._train_source
-        path = {"train": self.train_file, "validation": self.val_file, "test": self.test_file}[split]
-        if self.dataset is not None and not path:  # a val_file / test_file given with a hub dataset takes precedence
-            hub_split = {"train": self.train_split, "validation": self.val_split, "test": self.test_split}[split]
-            if hub_split is None:
-                return None
-            from textcls.data.hub import load_hub_split
-
-            return load_hub_split(self.dataset, self.dataset_config, hub_split, self.label_column)
-        if not path:
-            return None
-        what = {"train": "training file", "validation": "validation file", "test": "test file"}[split]
-        source = FileSource(path, what, self.format, True, self.text_columns[0], self.label_column)
-        self._check_same_columns(source)
-        return source
-
-    def _check_same_columns(self, source: FileSource) -> None:
-        train = self._train_source
-        if not isinstance(train, FileSource) or source.path == train.path:
-            return
-        ours, theirs = source.column_names(), train.column_names()
-        if sorted(ours) != sorted(theirs):
-            raise DataError(
-                f"{source.name} has columns {', '.join(ours)} but the training file has {', '.join(theirs)}; "
-                "give every labelled file the same columns."
-            )
-
-    def _columns(self, source: Source, labelled: bool) -> Columns:
-        if isinstance(source, _DemoSource):
-            return Columns(["text"], "label" if labelled else None)
-        return Columns(self.text_columns, self.label_column if labelled else None)
-
-    def _train_entry(self, tokenizer: WordTokenizer | None, names: list[str]) -> Path:
-        source = self._train_source
-        if source is None:
-            raise DataError("no training data: pass --data.train_file, --data.dataset, or a --data.tokenizer_file.")
-        carve = self._source("validation") is None
-        settings = TrainSettings(
-            columns=self._columns(source, labelled=True),
-            empty_text=self.empty_text,
-            max_length=self.max_length,
-            lowercase=self.lowercase,
-            min_freq=self.min_freq,
-            max_vocab_size=self.max_vocab_size,
-            val_fraction=self.val_fraction if carve else None,
-            split_seed=self.split_seed,
-            max_train_samples=self.max_train_samples,
-            max_eval_samples=self.max_eval_samples if carve else None,
-        )
-        inputs = {
-            "source": source.fingerprint(),
-            "settings": settings.__dict__ | {"columns": settings.columns.__dict__},
-            "tokenizer": _digest(tokenizer.to_json()) if tokenizer else None,
-            "labels": names or None,
-        }
-        return self._entry(
-            "train", inputs, source, lambda out: build_train_entry(out, source, settings, tokenizer, names or None)
-        )
-
-    def _eval_entry(self, split: str, source: Source) -> Path:
-        tokenizer, names = self._load_vocabulary()
-        labelled = split != "predict"
-        columns = self._columns(source, labelled)
-        max_rows = self.max_eval_samples if labelled else None
-        inputs = {
-            "source": source.fingerprint(),
-            "columns": columns.__dict__,
-            "empty_text": self.empty_text,
-            "max_length": self.max_length,
-            "max_rows": max_rows,
-            "seed": self.split_seed,
-            "tokenizer": _digest(tokenizer.to_json()),
-            "labels": names if labelled else None,
-        }
-        return self._entry(
-            split,
-            inputs,
-            source,
-            lambda out: build_eval_entry(
-                out,
-                source,
-                columns,
-                tokenizer,
-                names if labelled else None,
-                self.empty_text,
-                self.max_length,
-                max_rows,
-                self.split_seed,
-            ),
-        )
-
-    def _entry(self, kind: str, inputs: dict[str, Any], source: Source, build: Any) -> Path:
-        key = cache_key(kind, inputs)
-        if key in self._entries:
-            return self._entries[key]
-        entry, built = get_or_build(self.cache_dir, key, build)
-        if built:
-            self.built_entries.append(key)
-        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-        rank_zero_info(f"{'built' if built else 'reusing'} cached {kind} data for {source.name}: {entry}")
-        if message := warn_dropped(source.name, meta.get("dropped_empty", 0)):
-            rank_zero_warn(message)
-        self._entries[key] = entry
-        return entry
-
-
-class _DemoSource(TableSource):
-    """One split of the synthetic demo, generated only when a cache entry has to be built."""
-
-    def __init__(self, split: str) -> None:
-        self.split = split
-        self.name = f"demo dataset ({split})"
-        self._fingerprint = f"demo:v1:seed0:{split}"
-
-    @cached_property
-    def table(self) -> pa.Table:
-        return make_demo_splits(seed=0)[self.split]
-
-
-def _demo_source(split: str) -> _DemoSource:
-    return _DemoSource(split)
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_setting(ok: bool, key: str, value: Any, expected: str) -> None:

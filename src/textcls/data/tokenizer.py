@@ -1,36 +1,32 @@
 """Word-level tokenizer whose hot path runs in pyarrow compute kernels and whose file format is `tokenizers`' JSON.
 
-Why not `tokenizers` itself for encoding: on this machine its `encode_batch` with a WordLevel model ran at 0.45x a
-plain-Python regex baseline, pyarrow's vectorised kernels at several times the baseline (see
-benchmarks/data_pipeline.py). The saved JSON is a valid `tokenizers` WordLevel tokenizer (Lowercase normaliser,
-Whitespace pre-tokenizer), so `tokenizers.Tokenizer.from_str(...)` reproduces the same ids and a user can inspect it.
+Why not `tokenizers` itself for encoding: its `encode_batch` with a WordLevel model runs several times slower than
+pyarrow's vectorised kernels (benchmarks/data_pipeline.py, benchmarks/tokenizer_parity.py). The saved JSON is a
+valid `tokenizers` WordLevel tokenizer (Lowercase normaliser, Whitespace pre-tokenizer) and `split_words` follows
+its rules, so `tokenizers.Tokenizer.from_str(...)` gives the same ids.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
-import re
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
 from functools import cached_property
+from typing import Any, TypeVar
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from textcls.data.errors import DataError
+from textcls.data.pretokenize import split_words
+
+__all__ = ["PAD_TOKEN", "SMALL_CALL_TEXTS", "UNK_TOKEN", "VocabCounter", "WordTokenizer", "split_words"]
 
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
-# The `tokenizers` Whitespace pre-tokenizer splits on `\w+|[^\w\s]+`. Putting spaces around every run of
-# punctuation and then splitting on whitespace gives the same tokens: what is left between are the word runs.
-# Matching only the punctuation runs is ~25x faster in RE2 than matching both alternatives (measured on 25-word
-# rows: 690k vs 25k rows/s). Unicode classes, because RE2's `\w` is ASCII-only and would split "café" in two.
-PUNCTUATION_PATTERN = r"([^\pL\pN\pM_\s]+)"
 # Rows per pyarrow task: large enough to amortise kernel dispatch, small enough to spread over cores.
 CHUNK_ROWS = 65_536
+_T = TypeVar("_T")
 
 
 def _as_chunks(texts: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
@@ -45,52 +41,18 @@ def _as_chunks(texts: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
     return out
 
 
-_pool: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _map(fn, chunks: list[pa.Array]) -> list:
-    """pyarrow kernels release the GIL, so threads use every core without pickling anything.
-
-    One pool for the process: a new pool per call starts new threads, and every thread that exits abandons its
-    allocator heap (mimalloc, pyarrow's default), which grew memory with the number of batches of a large file.
-    """
-    global _pool
-    if len(chunks) <= 1:
+def _map(fn: Callable[[pa.Array], _T], chunks: list[pa.Array], executor: Executor | None) -> list[_T]:
+    """pyarrow kernels release the GIL, so the caller's thread pool spreads chunks over cores without pickling."""
+    if executor is None or len(chunks) <= 1:
         return [fn(c) for c in chunks]
-    if _pool is None or _pool[0] != os.getpid():  # a forked child inherits the pool object but not its threads
-        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1))
-    return list(_pool[1].map(fn, chunks))
+    return list(executor.map(fn, chunks))
 
 
-def split_words(texts: pa.Array, lowercase: bool = True) -> pa.ListArray:
-    """Split each text into word and punctuation tokens; null or blank texts give an empty list."""
-    texts = pc.fill_null(texts.cast(pa.string()), "")
-    if lowercase:
-        texts = pc.utf8_lower(texts)
-    spaced = pc.replace_substring_regex(texts, pattern=PUNCTUATION_PATTERN, replacement=r" \1 ")
-    spaced = pc.utf8_trim_whitespace(spaced)
-    # On ASCII-only text both whitespace definitions agree, and the ASCII kernel is ~1.6x faster.
-    ascii_only = pc.all(pc.string_is_ascii(spaced)).as_py() is not False
-    words = pc.ascii_split_whitespace(spaced) if ascii_only else pc.utf8_split_whitespace(spaced)
-    # A blank text splits into [""]; drop those empty tokens and rebuild the offsets without a Python loop.
-    flat = pc.list_flatten(words)
-    keep = pc.not_equal(flat, "")
-    if pc.all(keep).as_py() is not False:
-        return words
-    parents = pc.list_parent_indices(words).to_numpy()[keep.to_numpy(zero_copy_only=False)]
-    counts = np.bincount(parents, minlength=len(words))
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pc.filter(flat, keep))
-
-
-# Small calls of plain ASCII text skip the pyarrow kernels, whose fixed cost per call (measured at a 50k vocabulary:
-# 4 ms for one short text, 1.8 ms of it `index_in` hashing the vocabulary again) is 20-50x a network's time for one
-# text; small calls of other text skip `index_in` only. On printable ASCII plus tab / newline / CR, `split_words`
-# reduces to this pattern (RE2's \pL\pN\pM_ is [A-Za-z0-9_] there, and both whitespace definitions agree);
-# tests/unit/test_tokenizer.py checks that every small-call path gives the ids of `encode`.
+# A pyarrow call costs milliseconds whatever its size (RE2 compiles the Unicode classes on every call) where
+# `tokenizers` takes microseconds for a short text, so small calls go through the served tokenizer itself; on long
+# texts `tokenizers` is the slower one (benchmarks/tokenizer_parity.py).
 SMALL_CALL_TEXTS = 64
-_PLAIN_ASCII = re.compile(r"[\t\n\r\x20-\x7e]*")
-_ASCII_TOKEN = re.compile(r"[A-Za-z0-9_]+|[^A-Za-z0-9_\s]+", re.ASCII)
+SMALL_CALL_CHARS = 65_536
 
 
 class WordTokenizer:
@@ -124,14 +86,20 @@ class WordTokenizer:
         lowercase: bool = True,
         min_freq: int = 1,
         max_vocab_size: int | None = None,
+        executor: Executor | None = None,
     ) -> WordTokenizer:
         """Build the vocabulary: tokens by descending count, ties broken alphabetically so it is reproducible."""
-        counter = VocabCounter(lowercase)
+        counter = VocabCounter(lowercase, executor)
         counter.update(texts)
         return counter.build(min_freq, max_vocab_size)
 
-    def encode(self, texts: pa.Array | pa.ChunkedArray, max_length: int) -> pa.ListArray:
-        """Token ids (int32) per text, truncated to `max_length`; unknown words map to `<unk>`."""
+    def encode(
+        self, texts: pa.Array | pa.ChunkedArray, max_length: int, executor: Executor | None = None
+    ) -> pa.ListArray:
+        """Token ids (int32) per text, truncated to `max_length`; unknown words map to `<unk>`.
+
+        `executor` (a thread pool) encodes chunks of CHUNK_ROWS texts in parallel; unset, in the calling thread.
+        """
 
         def encode_chunk(chunk: pa.Array) -> pa.ListArray:
             words = split_words(chunk, self.lowercase)
@@ -141,30 +109,29 @@ class WordTokenizer:
             offsets = pc.subtract(words.offsets, words.offsets[0])
             return pa.ListArray.from_arrays(offsets, ids.cast(pa.int32()))
 
-        chunks = _map(encode_chunk, _as_chunks(texts))
+        chunks = _map(encode_chunk, _as_chunks(texts), executor)
         if not chunks:
             return pa.array([], pa.list_(pa.int32()))
         return pa.concat_arrays(chunks)
 
     def encode_texts(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         """Token ids of a handful of Python strings (prediction); same ids as `encode`."""
-        if len(texts) > SMALL_CALL_TEXTS:
-            return self.encode(pa.array(texts, pa.string()), max_length).to_pylist()
-        if all(_PLAIN_ASCII.fullmatch(t) for t in texts):
-            return [self._ascii_ids(text, max_length) for text in texts]
-        # Other text keeps pyarrow's splitting (Unicode classes) but looks the few words up in a dict: `index_in`
-        # would hash the whole vocabulary again for them.
-        words = split_words(pa.array(texts, pa.string()), self.lowercase).to_pylist()
-        return [[self._ids.get(word, self.unk_id) for word in row[:max_length]] for row in words]
+        if len(texts) <= SMALL_CALL_TEXTS and sum(map(len, texts)) <= SMALL_CALL_CHARS:
+            served = self._served
+            return [served.encode(text).ids[:max_length] for text in texts]  # `encode_batch` would start threads
+        return self.encode(pa.array(texts, pa.string()), max_length).to_pylist()
 
     @cached_property
-    def _ids(self) -> dict[str, int]:
-        return {token: i for i, token in enumerate(self.vocab)}
+    def _served(self) -> Any:
+        """This tokenizer as `tokenizers` runs its JSON, without added tokens (as export and serve read it)."""
+        import tokenizers  # only prediction's small calls need it
 
-    def _ascii_ids(self, text: str, max_length: int) -> list[int]:
-        text = text.lower() if self.lowercase else text
-        words = itertools.islice(_ASCII_TOKEN.finditer(text), max_length)
-        return [self._ids.get(m.group(), self.unk_id) for m in words]
+        served = tokenizers.Tokenizer(
+            tokenizers.models.WordLevel({t: i for i, t in enumerate(self.vocab)}, unk_token=UNK_TOKEN)
+        )
+        served.normalizer = tokenizers.normalizers.Lowercase() if self.lowercase else None
+        served.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+        return served
 
     def to_json(self) -> str:
         """A `tokenizers` WordLevel tokenizer.json."""
@@ -226,13 +193,15 @@ class VocabCounter:
 
     Args:
         lowercase: lowercase texts before splitting them (as the resulting tokenizer will).
+        executor: a thread pool that counts chunks in parallel; unset, the calling thread counts.
     """
 
     #: partial count tables are merged once this many have piled up, bounding memory by the vocabulary size
     MERGE_EVERY = 16
 
-    def __init__(self, lowercase: bool = True) -> None:
+    def __init__(self, lowercase: bool = True, executor: Executor | None = None) -> None:
         self.lowercase = lowercase
+        self.executor = executor
         self._partial: list[pa.Table] = []
 
     def update(self, texts: pa.Array | pa.ChunkedArray) -> None:
@@ -240,7 +209,7 @@ class VocabCounter:
             counts = pc.value_counts(pc.list_flatten(split_words(chunk, self.lowercase)))
             return pa.table({"token": counts.field("values"), "count": counts.field("counts")})
 
-        self._partial.extend(_map(count, _as_chunks(texts)))
+        self._partial.extend(_map(count, _as_chunks(texts), self.executor))
         if len(self._partial) >= self.MERGE_EVERY:
             self._partial = [self._totals()]
 
