@@ -1,5 +1,5 @@
-"""Per-step speed-ups of `textcls fit`, each one switch of `Speedups` (`--speedups.*`); their gains are measured by
-`benchmarks/overhead.py --speedups` and listed in the README. None of them changes what a callback sees."""
+"""Per-step speed-ups of `textcls fit`, each one switch of `Speedups` (`--speedups.*`), measured by
+`benchmarks/overhead.py --speedups`. None of them changes what a callback sees."""
 
 from __future__ import annotations
 
@@ -75,7 +75,8 @@ def skip_idle_batch_hooks(callbacks: list[Callback]) -> None:
 
 
 class Speedups:
-    """Per-step speed-ups of the Trainer that textcls builds; each can be switched off alone.
+    """Per-step speed-ups of the Trainer that textcls builds, each switched on alone; all off by default, since none
+    measured beyond noise (`benchmarks/overhead.py --speedups`), so a run is Lightning's Trainer as configured.
 
     Args:
         quiet_profiler: when no profiler is configured (`--trainer.profiler` unset), use QuietProfiler, a no-op
@@ -83,11 +84,11 @@ class Speedups:
         throttle_progress_bar: replace the default rich progress bar by ThrottledRichProgressBar (redrawn every 10
             batches); a progress bar of your own in `trainer.callbacks` is left alone.
         skip_idle_hooks: let Lightning skip the per-batch hooks that textcls's and Lightning's own callbacks leave
-            unimplemented (set to None on those instances; your callbacks are untouched). Off: within noise.
+            unimplemented (set to None on those instances; your callbacks are untouched).
     """
 
     def __init__(
-        self, quiet_profiler: bool = True, throttle_progress_bar: bool = True, skip_idle_hooks: bool = False
+        self, quiet_profiler: bool = False, throttle_progress_bar: bool = False, skip_idle_hooks: bool = False
     ) -> None:
         self.quiet_profiler = quiet_profiler
         self.throttle_progress_bar = throttle_progress_bar

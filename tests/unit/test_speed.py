@@ -24,22 +24,23 @@ def _trainer(*callbacks, **kwargs):
     return pl.Trainer(callbacks=list(callbacks), logger=False, enable_checkpointing=False, **kwargs)
 
 
-def test_defaults_swap_the_default_profiler_and_progress_bar_only():
+def test_switches_swap_the_default_profiler_and_progress_bar_only():
+    on = Speedups(quiet_profiler=True, throttle_progress_bar=True)
     trainer = _trainer()
     assert type(trainer.profiler) is PassThroughProfiler
-    Speedups().apply(trainer)
+    on.apply(trainer)
     assert isinstance(trainer.profiler, QuietProfiler)
     assert [type(c) for c in trainer.callbacks if isinstance(c, RichProgressBar)] == [ThrottledRichProgressBar]
 
     mine = RichProgressBar(refresh_rate=1)
     trainer = _trainer(mine, profiler=SimpleProfiler())
-    Speedups().apply(trainer, keep=[mine])
+    on.apply(trainer, keep=[mine])
     assert isinstance(trainer.profiler, SimpleProfiler) and trainer.progress_bar_callback is mine
 
 
-def test_each_switch_turns_its_speedup_off():
+def test_by_default_the_trainer_is_left_as_lightning_made_it():
     trainer = _trainer()
-    Speedups(quiet_profiler=False, throttle_progress_bar=False).apply(trainer)
+    Speedups().apply(trainer)
     assert type(trainer.profiler) is PassThroughProfiler and type(trainer.progress_bar_callback) is RichProgressBar
 
 
