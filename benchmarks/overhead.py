@@ -9,8 +9,7 @@ second epoch to the end of its last batch; the first epoch warms up both. The tw
 each round, so the noise of a shared machine hits both alike; medians are reported, and the spread.
 
     .venv/bin/python benchmarks/overhead.py [--models textcnn mlp] [--rounds 5] [--steps 150] [--batch-size 64]
-    .venv/bin/python benchmarks/overhead.py --ddp   # also 2-process ddp_cpu against 1 process (samples/s of fit)
-    .venv/bin/python benchmarks/overhead.py --bare  # also a bare Lightning Trainer over the same work (the floor)
+    .venv/bin/python benchmarks/overhead.py --ddp | --bare | --speedups   # see --help for what each adds
 """
 
 from __future__ import annotations
@@ -23,6 +22,8 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,42 +74,28 @@ class PrintThroughput(EpochTimer):
 
 def cli_args(config: str, steps: int, batch_size: int, runs: str, *extra: str) -> list[str]:
     return [
-        "--config",
-        str(ROOT / "configs" / f"{config}.yaml"),
-        "--trainer.max_epochs",
-        "2",
-        "--trainer.limit_train_batches",
-        str(steps),
-        "--trainer.limit_val_batches",
-        "5",
-        "--trainer.num_sanity_val_steps",
-        "0",
-        "--data.batch_size",
-        str(batch_size),
-        "--runs_root",
-        runs,
-        "--test_after_fit",
-        "false",
-        *extra,
-    ]
+        "--config", str(ROOT / "configs" / f"{config}.yaml"), "--trainer.max_epochs", "2",
+        "--trainer.limit_train_batches", str(steps), "--trainer.limit_val_batches", "5",
+        "--trainer.num_sanity_val_steps", "0", "--data.batch_size", str(batch_size), "--runs_root", runs,
+        "--test_after_fit", "false", *extra,
+    ]  # fmt: skip
 
 
-def build(config: str, steps: int, batch_size: int, runs: str) -> Any:
+def build(config: str, steps: int, batch_size: int, runs: str, *extra: str) -> Any:
     from textcls.cli import TextclsCLI
 
-    os.environ.pop("TEXTCLS_RUN_DIR", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # run=False parses without a subcommand, so no run directory is made: give the trainer one in `runs`.
         root = tempfile.mkdtemp(dir=runs)
-        args = [*cli_args(config, steps, batch_size, runs), "--trainer.default_root_dir", root]
+        args = [*cli_args(config, steps, batch_size, runs, *extra), "--trainer.default_root_dir", root]
         cli = TextclsCLI(args=args, run=False)
     return cli
 
 
-def run_textcls(config: str, steps: int, batch_size: int, runs: str) -> tuple[float, float]:
+def run_textcls(config: str, steps: int, batch_size: int, runs: str, *extra: str) -> tuple[float, float]:
     """samples per wall second and per CPU second of the second epoch's training batches under `textcls fit`."""
-    cli = build(config, steps, batch_size, runs)
+    cli = build(config, steps, batch_size, runs, *extra)
     timer = EpochTimer()
     cli.trainer.callbacks.append(timer)
     with warnings.catch_warnings():
@@ -178,23 +165,15 @@ class _BareModule(pl.LightningModule):
 
 def run_bare(config: str, steps: int, batch_size: int, runs: str) -> tuple[float, float]:
     """Lightning's floor: a plain Trainer (no callbacks, logger, progress bar or validation) over the same work."""
-    from textcls.training import QuietProfiler
+    from textcls.speed import QuietProfiler
 
     cli = build(config, steps, batch_size, runs)
     timer = EpochTimer()
     trainer = pl.Trainer(
-        max_epochs=2,
-        limit_train_batches=steps,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-        profiler=QuietProfiler(),
-        gradient_clip_val=cli.trainer.gradient_clip_val,
-        default_root_dir=runs,
-    )
+        max_epochs=2, limit_train_batches=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer], profiler=QuietProfiler(),
+        gradient_clip_val=cli.trainer.gradient_clip_val, default_root_dir=runs,
+    )  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(_BareModule(cli.model.model, 2 * steps), datamodule=cli.datamodule)
@@ -202,14 +181,19 @@ def run_bare(config: str, steps: int, batch_size: int, runs: str) -> tuple[float
     return samples / wall, samples / cpu
 
 
-def compare(config: str, rounds: int, steps: int, batch_size: int, bare: bool = False) -> None:
-    sides = {"textcls": run_textcls, "raw": run_raw, **({"bare PL": run_bare} if bare else {})}
-    results: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
+def interleaved(sides: dict[str, Callable[[str], Any]], rounds: int) -> dict[str, list[Any]]:
+    """Each side once per round, the order flipping each round, so a shared machine's noise hits all sides alike."""
+    results: dict[str, list[Any]] = {side: [] for side in sides}
     with tempfile.TemporaryDirectory() as runs:
         for r in range(rounds):
-            order = list(sides) if r % 2 == 0 else list(reversed(sides))
-            for side in order:
-                results[side].append(sides[side](config, steps, batch_size, runs))
+            for side in list(sides) if r % 2 == 0 else list(reversed(sides)):
+                results[side].append(sides[side](runs))
+    return results
+
+
+def compare(config: str, rounds: int, steps: int, batch_size: int, bare: bool = False) -> None:
+    sides = {"textcls": run_textcls, "raw": run_raw, **({"bare PL": run_bare} if bare else {})}
+    results = interleaved({k: partial(f, config, steps, batch_size) for k, f in sides.items()}, rounds)
     for clock, k in (("CPU", 1), ("wall", 0)):
         ours, raw = [x[k] for x in results["textcls"]], [x[k] for x in results["raw"]]
         ratios = [a / b for a, b in zip(ours, raw, strict=True)]
@@ -228,31 +212,53 @@ def compare(config: str, rounds: int, steps: int, batch_size: int, bare: bool = 
             print(f"    {side:8s} {rounds}  (spread {spread:.0%}; median/raw {ratio:.3f})")
 
 
+def _flags(*on: bool) -> tuple[str, ...]:
+    names = ("quiet_profiler", "throttle_progress_bar", "skip_idle_hooks")
+    return tuple(x for k, v in zip(names, on, strict=True) for x in (f"--speedups.{k}", str(v).lower()))
+
+
+# Each switch of textcls.speed flipped alone against a base with the profiler and progress-bar ones on.
+SPEEDUP_VARIANTS = {
+    "base": _flags(True, True, False),
+    "quiet_profiler off": _flags(False, True, False),
+    "throttle_progress_bar off": _flags(True, False, False),
+    "skip_idle_hooks on": _flags(True, True, True),
+}
+
+
+def compare_speedups(config: str, rounds: int, steps: int, batch_size: int) -> None:
+    """Per round, each variant's samples per second over the base's in that round; > 1: the variant is faster."""
+    run = {k: lambda runs, a=a: run_textcls(config, steps, batch_size, runs, *a) for k, a in SPEEDUP_VARIANTS.items()}
+    results = interleaved(run, rounds)
+    for clock, k in (("CPU", 1), ("wall", 0)):
+        print(f"{config:8s} batch {batch_size}, samples per {clock} second relative to the base:", flush=True)
+        for name, values in results.items():
+            ratios = [v[k] / b[k] for v, b in zip(values, results["base"], strict=True)]
+            line = " ".join(f"{x:.3f}" for x in ratios)
+            print(f"    {name:26s} median ratio {statistics.median(ratios):.3f}  per round {line}")
+
+
 def ddp_throughput(rounds: int, steps: int, batch_size: int) -> None:
     """`textcls fit` as a subprocess, 1 process at batch B against ddp_cpu (2 processes) at B/2 each: samples per wall
     second over all ranks (the ideal on 2 free cores is 2x)."""
     textcls = str(Path(sys.executable).parent / "textcls")
-    results: dict[str, list[float]] = {"1 process": [], "ddp_cpu x2": []}
-    with tempfile.TemporaryDirectory() as runs:
-        for r in range(rounds):
-            order = list(results) if r % 2 == 0 else list(reversed(results))
-            for side in order:
-                extra = ["--trainer.enable_progress_bar", "false", "--trainer.callbacks+=overhead.PrintThroughput"]
-                if side == "1 process":
-                    args = cli_args("textcnn", steps, batch_size, runs, *extra)
-                else:
-                    args = cli_args("textcnn", steps, batch_size // 2, runs, *extra)
-                    args += ["--config", str(ROOT / "configs/trainer/ddp_cpu.yaml")]
-                # One thread per process on both sides (Lightning's DDP gives each CPU process cores / processes):
-                # two OpenMP threads spinning on a shared 2-core machine measure the neighbours, not textcls.
-                env = {**os.environ, "PYTHONPATH": str(ROOT / "benchmarks"), "OMP_NUM_THREADS": "1"}
-                out = subprocess.run(
-                    [textcls, "fit", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-                )
-                line = [x for x in out.stdout.splitlines() if x.startswith("THROUGHPUT")]
-                if out.returncode or not line:
-                    raise RuntimeError(out.stderr[-2000:])
-                results[side].append(float(line[-1].split()[1]))
+    # One thread per process on both sides (Lightning's DDP gives each CPU process cores / processes): two OpenMP
+    # threads spinning on a shared 2-core machine measure the neighbours, not textcls.
+    path = os.pathsep.join(p for p in (str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+    def fit(runs: str, processes: int) -> float:
+        extra = ["--trainer.enable_progress_bar", "false", "--trainer.callbacks+=overhead.PrintThroughput"]
+        args = cli_args("textcnn", steps, batch_size // processes, runs, *extra)
+        if processes == 2:
+            args += ["--config", str(ROOT / "configs/trainer/ddp_cpu.yaml")]
+        out = subprocess.run([textcls, "fit", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        line = [x for x in out.stdout.splitlines() if x.startswith("THROUGHPUT")]
+        if out.returncode or not line:
+            raise RuntimeError(out.stderr[-2000:])
+        return float(line[-1].split()[1])
+
+    results = interleaved({"1 process": partial(fit, processes=1), "ddp_cpu x2": partial(fit, processes=2)}, rounds)
     med = {k: statistics.median(v) for k, v in results.items()}
     print(
         f"textcnn global batch {batch_size}: 1 process {med['1 process']:.0f} samples/s, ddp_cpu 2 processes "
@@ -270,12 +276,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--ddp", action="store_true", help="also 2-process ddp_cpu against 1 process")
     parser.add_argument("--bare", action="store_true", help="also a bare Lightning Trainer: Lightning's own floor")
+    parser.add_argument("--speedups", action="store_true", help="each textcls.speed switch alone, as ratios")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (1: CPU time is a clean measure)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs", flush=True)
     for config in args.models:
-        compare(config, args.rounds, args.steps, args.batch_size, args.bare)
+        if args.speedups:
+            compare_speedups(config, args.rounds, args.steps, args.batch_size)
+        else:
+            compare(config, args.rounds, args.steps, args.batch_size, args.bare)
     if args.ddp:
         ddp_throughput(args.rounds, args.steps, args.batch_size)
 

@@ -13,7 +13,6 @@ flipping each round; medians of samples per CPU second of the training thread (o
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,6 @@ VARIANTS = {
 def samples_per_cpu_second(config: str, steps: int, batch_size: int, runs: str, extra: list[str]) -> float:
     from textcls.cli import TextclsCLI
 
-    os.environ.pop("TEXTCLS_RUN_DIR", None)
     root = tempfile.mkdtemp(dir=runs)
     args = [*cli_args(config, steps, batch_size, runs, *extra), "--trainer.default_root_dir", root]
     with warnings.catch_warnings():

@@ -16,8 +16,6 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from textcls.rundir import RUN_DIR_ENV
-
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("billing", "tech", "other")
 # the one place the columns are named: at fit time; every later step must take them from the checkpoint
@@ -158,7 +156,6 @@ def run_textcls(args: list[str], cwd: Path, timeout: float, log: Path) -> tuple[
     """`python -m textcls ARGS` in its own session (DDP's child rank included), killed with its group after
     `timeout` or once it ends; the exit status and the combined output (also kept in `log`)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
-    env.pop(RUN_DIR_ENV, None)  # left by in-process runs; a fresh command must pick its own run directory
     return _run([sys.executable, "-m", "textcls", *args], cwd, env, timeout, log)
 
 
@@ -207,7 +204,6 @@ def one_launch(commands: list[list[str]], workdir: Path, timeout: float) -> tupl
     spec = workdir / "commands.json"
     spec.write_text(json.dumps(commands))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
-    env.pop(RUN_DIR_ENV, None)
     status, output = _run([sys.executable, "-m", "journeys", str(spec)], workdir, env, timeout, workdir / "launch.log")
     assert status == 0, output[-6000:]
     sections = output.split(MARK)[1:]

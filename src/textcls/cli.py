@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
-from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
@@ -17,28 +14,40 @@ from rich.markup import escape
 
 import textcls.models  # noqa: F401  (so the networks' short names resolve: --model.model TextCNN)
 from textcls import quiet, run_config
-from textcls.callbacks import EpochSummary, PredictionWriter, StopOtherRanks
+from textcls.callbacks import PredictionWriter
 from textcls.checkpoint import check_weights_fit
+from textcls.checkpointing import ResumeCheckpoint
 from textcls.config_checks import check_config, check_config_files
-from textcls.data import DataError, TextDataModule
+from textcls.data import TextDataModule
+from textcls.errors import UserError
 from textcls.help import ShortHelpFormatter
 from textcls.module import NonFiniteLossError, TextClassifier
-from textcls.reporting import ClassificationReport
-from textcls.rundir import RUN_DIR_ENV, discard_empty_run_dir, new_run_dir
-from textcls.tracking import TrackingSaveConfig, WandbWatch, finish_wandb, is_wandb_logger_config, wandb_save_dir
-from textcls.training import (
-    FaultTolerance,
-    ResumeCheckpoint,
-    skip_idle_batch_hooks,
-    use_throttled_progress_bar,
-)
+from textcls.rundir import discard_empty_run_dir, print_run_summary, run_dir
+from textcls.speed import Speedups
+from textcls.tracking import TrackingSaveConfig, finish_wandb, is_wandb_logger_config, wandb_save_dir
 
-console = Console(highlight=False)
+# `trainer.callbacks` unless the config or command line gives a list: a YAML `trainer.callbacks:` list (or
+# `--trainer.callbacks=[...]`) replaces it, `callbacks+:` / `--trainer.callbacks+=X` adds to it. Without
+# FaultTolerance a run still trains and saves last.ckpt, but a resume is no longer bit-identical (the RNG stream and
+# the mid-epoch data position restart) and SIGTERM / Ctrl-C stop without a checkpoint.
+DEFAULT_CALLBACKS = [
+    {"class_path": "textcls.callbacks.EpochSummary"},
+    {"class_path": "pytorch_lightning.callbacks.LearningRateMonitor", "init_args": {"logging_interval": "step"}},
+    {"class_path": "textcls.reporting.ClassificationReport"},
+    {"class_path": "textcls.tracking.WandbWatch"},
+    {"class_path": "textcls.training.FaultTolerance"},
+    {"class_path": "textcls.callbacks.StopOtherRanks"},
+]
+
 err_console = Console(stderr=True, highlight=False)
 
 
 class TextclsCLI(LightningCLI):
-    """LightningCLI for textcls: sizes flow from the data into the model, every run gets its own directory."""
+    """LightningCLI for textcls: sizes flow from the data into the model, every run gets its own directory.
+
+    The default callbacks are the parser's default for `trainer.callbacks` (DEFAULT_CALLBACKS), so a config can
+    replace or drop any of them; `--print_config` shows the list in effect.
+    """
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("seed_everything_default", 42)
@@ -51,19 +60,8 @@ class TextclsCLI(LightningCLI):
         kwargs.setdefault("parser_kwargs", {"epilog": epilog, "formatter_class": ShortHelpFormatter})
         kwargs.setdefault(
             "trainer_defaults",
-            {
-                "callbacks": [
-                    EpochSummary(),
-                    LearningRateMonitor(logging_interval="step"),
-                    ClassificationReport(),
-                    WandbWatch(),
-                    FaultTolerance(),
-                    StopOtherRanks(),
-                ],
-                # As a class path, not an instance: jsonargparse can then print and save it in config.yaml.
-                "plugins": [{"class_path": "textcls.training.AtomicCheckpointIO"}],
-                "profiler": {"class_path": "textcls.training.QuietProfiler"},
-            },
+            # As a class path, not an instance: jsonargparse can then print and save it in config.yaml.
+            {"plugins": [{"class_path": "textcls.training.AtomicCheckpointIO"}]},
         )
         kwargs.setdefault("save_config_callback", TrackingSaveConfig)
         super().__init__(TextClassifier, TextDataModule, args=args, run=run, auto_configure_optimizers=False, **kwargs)
@@ -75,8 +73,10 @@ class TextclsCLI(LightningCLI):
         parser.add_lightning_class_args(ResumeCheckpoint, "checkpoint")
         # A class group rather than a trainer default, so `--predictions.top_k 3` works on the command line.
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+        parser.add_class_arguments(Speedups, "speedups")
         parser.set_defaults(
             {
+                "trainer.callbacks": DEFAULT_CALLBACKS,
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
                 "checkpoint.filename": "best",
@@ -118,11 +118,11 @@ class TextclsCLI(LightningCLI):
         check_config(self.config[subcommand], subcommand)
         config = self.config[subcommand]
         if config.trainer.default_root_dir is None:
-            run_dir = _run_dir(config, subcommand)
-            config.trainer.default_root_dir = str(run_dir)
+            directory = run_dir(config, subcommand)
+            config.trainer.default_root_dir = str(directory)
             csv_logger = Namespace(
                 class_path="pytorch_lightning.loggers.CSVLogger",
-                init_args=Namespace(save_dir=str(run_dir), name="", version=""),
+                init_args=Namespace(save_dir=str(directory), name="", version=""),
             )
             if config.trainer.logger in (None, True):
                 config.trainer.logger = csv_logger
@@ -130,24 +130,26 @@ class TextclsCLI(LightningCLI):
                 # The CSV logger stays first: it keeps metrics.csv, and it makes the run directory the trainer's
                 # log_dir, so checkpoints and config.yaml land there as in every other run.
                 if config.trainer.logger.init_args.get("save_dir") is None:
-                    config.trainer.logger.init_args.save_dir = wandb_save_dir(run_dir)
+                    config.trainer.logger.init_args.save_dir = wandb_save_dir(directory)
                 config.trainer.logger = [csv_logger, config.trainer.logger]
 
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
-        except DataError:
+        except UserError:
             raise
         except ValueError as err:
             # A constructor rejected a value from the config or command line (a model's dropout, class_weights of
             # the wrong length, ...): the user's to fix, so one clear line instead of a traceback.
-            raise DataError(f"invalid configuration: {err}") from err
+            raise UserError(f"invalid configuration: {err}") from err
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         trainer = super().instantiate_trainer(**kwargs)
-        use_throttled_progress_bar(trainer)
+        init = self.config_init.get(str(self.subcommand), self.config_init)
+        configured = init.get("trainer.callbacks") or []
+        speedups = init.get("speedups") or Speedups()
+        speedups.apply(trainer, keep=configured if isinstance(configured, list) else [configured])
         quiet.quiet_trainer(trainer)
-        skip_idle_batch_hooks(trainer.callbacks)  # type: ignore[attr-defined]
         return trainer
 
     def _check_checkpoint_fits(self) -> None:
@@ -178,45 +180,20 @@ class TextclsCLI(LightningCLI):
         trainer = self.trainer
         if self.config.fit.test_after_fit and _has_test_data(self.datamodule):
             trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=True)
-        _print_run_summary(trainer)
+        print_run_summary(trainer)
         finish_wandb(trainer)
 
     def after_validate(self) -> None:
-        _print_run_summary(self.trainer, best=False)
+        print_run_summary(self.trainer, best=False)
         finish_wandb(self.trainer)
 
     def after_test(self) -> None:
-        _print_run_summary(self.trainer, best=False)
+        print_run_summary(self.trainer, best=False)
         finish_wandb(self.trainer)
 
     def after_predict(self) -> None:
-        _print_run_summary(self.trainer, best=False)
+        print_run_summary(self.trainer, best=False)
         finish_wandb(self.trainer)
-
-
-def _run_dir(config: Namespace, subcommand: str) -> Path:
-    """A new run directory, made by global rank 0 only.
-
-    Processes that rank 0 did not start itself (another node, or every task under srun / torchrun) know only their
-    rank from the environment; they must not create a directory of their own, which would stay empty. They never write
-    there: Lightning writes logs and checkpoints on rank 0 and broadcasts its paths (log_dir, checkpoint dirpath).
-    """
-    experiment = _experiment_name(config)
-    if _launch_rank() == 0:
-        return new_run_dir(Path(config.runs_root), experiment, subcommand)
-    inherited = os.environ.get(RUN_DIR_ENV)
-    if int(os.environ.get("LOCAL_RANK") or 0) > 0 and inherited:
-        # Started by rank 0's DDP launcher on this node, which exported its directory just before. (Elsewhere the
-        # variable can be stale, e.g. left by an earlier in-process run, so it is not trusted on its own.)
-        return Path(inherited)
-    return Path(config.runs_root) / experiment
-
-
-def _launch_rank() -> int:
-    for name in ("RANK", "SLURM_PROCID"):  # torchrun / torchelastic, SLURM srun
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return int(os.environ.get("NODE_RANK") or 0) + int(os.environ.get("LOCAL_RANK") or 0)
 
 
 @rank_zero_only
@@ -224,32 +201,8 @@ def _announce(message: str) -> None:
     err_console.print(escape(message), soft_wrap=True)
 
 
-def _experiment_name(config: Namespace) -> str:
-    """Runs are grouped by the first config file's name (configs/textcnn.yaml -> runs/textcnn/...); without one,
-    by the experiment of the checkpoint (runs/textcnn/<run>/checkpoints/best.ckpt -> textcnn)."""
-    for path in config.get("config") or []:
-        if path is not None:  # None stands for an inline YAML string, such as the checkpoint defaults
-            return Path(str(getattr(path, "relative", path))).stem
-    ckpt_path = config.get("ckpt_path")
-    if ckpt_path and Path(ckpt_path).is_file() and len(Path(ckpt_path).parents) > 2:
-        return Path(ckpt_path).resolve().parents[2].name
-    return "default"
-
-
 def _has_test_data(datamodule: TextDataModule) -> bool:
     return datamodule.has_test_data  # a test file, the demo, or a hub dataset's test split
-
-
-@rank_zero_only
-def _print_run_summary(trainer: Any, best: bool = True) -> None:
-    """The run directory (every subcommand), and after fit the best checkpoint."""
-    checkpoint = trainer.checkpoint_callback
-    best_path = getattr(checkpoint, "best_model_path", "") if checkpoint and best else ""
-    console.print(f"Run directory: [bold]{trainer.default_root_dir}[/bold]", soft_wrap=True)
-    if best_path:
-        console.print(
-            f"Best checkpoint: {best_path} (val/acc {float(checkpoint.best_model_score or 0):.4f})", soft_wrap=True
-        )
 
 
 def main(args: list[str] | None = None) -> None:
@@ -266,7 +219,7 @@ def main(args: list[str] | None = None) -> None:
             auto_cli(export, args=argv[1:], as_positional=False, prog="textcls export")
             return
         TextclsCLI(args=args)
-    except DataError as err:
+    except UserError as err:
         discard_empty_run_dir()
         _print_error(err)
         raise SystemExit(2) from None

@@ -49,7 +49,7 @@ def plan(argv: list[str], announce: Any = print) -> CheckpointPlan:
         raise UserError(f"--ckpt_path '{path}' does not exist or is not a file; pass the path of a .ckpt file.")
     checkpoint = load_checkpoint(path, trusted=user_strings(argv))
     if subcommand == "fit":
-        from textcls.training import require_training_state  # Lightning-level module: imported when resuming only
+        from textcls.checkpointing import require_training_state  # Lightning-level module: imported when resuming only
 
         require_training_state(checkpoint, path)  # a weights-only best.ckpt: resume from last.ckpt instead
     defaults = yaml.safe_dump(checkpoint_config(checkpoint, subcommand, path))
@@ -78,7 +78,7 @@ def checkpoint_config(checkpoint: dict[str, Any], subcommand: str, path: Path) -
 def resolve_last(argv: list[str], announce: Any = print) -> Path:
     """`--ckpt_path last`: the newest complete last.ckpt of this experiment (runs/<first config's name>/*/) whose
     training data is the one this command names, if it names any; says which it took and why."""
-    from textcls.training import complete_last_checkpoints
+    from textcls.resume import complete_last_checkpoints
 
     config = _config_files(argv)
     experiment = Path(config[0]).stem if config else "default"

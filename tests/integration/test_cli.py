@@ -181,3 +181,44 @@ def test_bad_model_settings_give_a_clear_error(tmp_path, data_files, override, e
     assert "Traceback" not in err
     assert expected in err
     assert not any((tmp_path / "runs").glob("*/*")), "a failed run must not leave a run directory"
+
+
+def _callback_types(cli):
+    return {type(c).__name__ for c in cli.trainer.callbacks}
+
+
+def test_default_callbacks_are_a_list_that_a_config_replaces_or_extends(tmp_path, data_files):
+    from textcls.cli import DEFAULT_CALLBACKS
+
+    fast = ("--config", str(ROOT / "configs/debug/fast.yaml"))
+    default = TextclsCLI(args=["fit", *_args(CONFIGS[1], tmp_path, data_files, *fast)])
+    names = {entry["class_path"].rsplit(".", 1)[1] for entry in DEFAULT_CALLBACKS}
+    assert names <= _callback_types(default)
+    written = yaml.safe_load((ROOT / "configs/callbacks/default.yaml").read_text())["trainer"]["callbacks"]
+    assert [c["class_path"] for c in written] == [c["class_path"] for c in DEFAULT_CALLBACKS]
+
+    minimal = ("--config", str(ROOT / "configs/callbacks/minimal.yaml"))
+    cli = TextclsCLI(args=["fit", *_args(CONFIGS[1], tmp_path, data_files, *fast, *minimal)])
+    assert cli.trainer.global_step == 1
+    assert "ClassificationReport" not in _callback_types(cli) and "WandbWatch" not in _callback_types(cli)
+    assert {"EpochSummary", "FaultTolerance", "ResumeCheckpoint"} <= _callback_types(cli)
+
+    no_fault = tmp_path / "no_fault.yaml"
+    no_fault.write_text("trainer:\n  callbacks:\n    - class_path: textcls.callbacks.EpochSummary\n")
+    cli = TextclsCLI(args=["fit", *_args(CONFIGS[1], tmp_path, data_files, *fast, "--config", str(no_fault))])
+    assert cli.trainer.global_step == 1 and "FaultTolerance" not in _callback_types(cli)
+
+    added = ("--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "val/loss")
+    cli = TextclsCLI(args=["fit", *_args(CONFIGS[1], tmp_path, data_files, *fast, *minimal, *added)])
+    assert {"EpochSummary", "FaultTolerance", "EarlyStopping"} <= _callback_types(cli)
+
+
+def test_print_config_shows_the_default_callbacks(tmp_path, data_files, capsys):
+    from textcls.cli import DEFAULT_CALLBACKS, main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *_args(CONFIGS[0], tmp_path, data_files), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert [c["class_path"] for c in printed["trainer"]["callbacks"]] == [c["class_path"] for c in DEFAULT_CALLBACKS]
+    assert printed["speedups"] == {"quiet_profiler": False, "throttle_progress_bar": True, "skip_idle_hooks": False}

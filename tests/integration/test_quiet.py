@@ -108,7 +108,7 @@ def test_two_process_ddp_cpu_fit_prints_no_known_noise(tmp_path, data):
         "configs/trainer/ddp_cpu.yaml", "--data.train_file", str(data["train"]), "--data.test_file",
         str(data["test"]), "--data.batch_size", "32", "--runs_root", str(tmp_path / "runs"), *TINY,
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "TEXTCLS_RUN_DIR")}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=360)
     printed = result.stdout + result.stderr
     assert result.returncode == 0, printed[-4000:]

@@ -18,7 +18,7 @@ import torch
 from helpers import TEXTCLS, labelled_rows, write_rows
 
 from textcls.cli import main
-from textcls.training import resume_hint
+from textcls.resume import resume_hint
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

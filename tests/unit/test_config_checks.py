@@ -115,7 +115,7 @@ def test_bad_value_on_the_parsed_config(key, mlp_config):
 
 def test_early_stopping_monitor_is_checked_too(mlp_config):
     config = parsed(*MLP, "--config", str(PRESETS / "early_stopping.yaml"), "--trainer.callbacks.monitor", "valid/loss")
-    with pytest.raises(UserError, match=r"'valid/loss' is never logged \(--trainer\.callbacks\[0\] EarlyStopping"):
+    with pytest.raises(UserError, match=r"'valid/loss' is never logged \(--trainer\.callbacks\[6\] EarlyStopping"):
         check_config(config, "fit")
 
 

@@ -8,7 +8,7 @@ import sys
 import types
 from pathlib import Path
 
-from textcls.training import _resume_command, resume_hint
+from textcls.resume import _resume_command, resume_hint
 
 CKPT = Path("runs/mlp/20260101-000000/checkpoints/last.ckpt")
 
