@@ -20,7 +20,7 @@ from textcls.checkpointing import ResumeCheckpoint
 from textcls.config_checks import check_config, check_config_files
 from textcls.data import TextDataModule
 from textcls.errors import UserError
-from textcls.help import ShortHelpFormatter
+from textcls.help import ShortHelpFormatter, one_line_parser_error
 from textcls.module import NonFiniteLossError, TextClassifier
 from textcls.rundir import discard_empty_run_dir, print_run_summary, run_dir
 from textcls.speed import Speedups
@@ -111,8 +111,17 @@ class TextclsCLI(LightningCLI):
         and before any check of the classes they name; parse_arguments merged them once, checked, under the user's.
         (The one private LightningCLI method textcls overrides; Lightning 2.6 offers no public switch for it.)"""
 
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        parser = super().init_parser(**kwargs)
+        error = parser.error
+        parser.error = lambda message, ex=None: error(one_line_parser_error(message), ex)  # type: ignore[method-assign]
+        return parser
+
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")
+        settings = self.config[subcommand] if subcommand else self.config
+        if settings.data.shuffle_seed is None and type(settings.seed_everything) is int:  # LightningCLI's seed
+            settings.data.shuffle_seed = settings.seed_everything
         if subcommand is None:
             return
         check_config(self.config[subcommand], subcommand)

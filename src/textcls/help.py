@@ -55,3 +55,14 @@ class ShortHelpFormatter(DefaultHelpFormatter):
 def _first_sentence(text: str) -> str:
     end = re.search(r"\.(\s|$)", text)
     return text[: end.start() + 1] if end else text
+
+
+def one_line_parser_error(message: str) -> str:
+    """jsonargparse's multi-line type errors as one line; a bad choice as `--key VALUE is invalid: expected ...`."""
+    keys = re.findall(r'Parser key "([^"]+)"', message)  # outer first; a nested one is an init_args key of a class
+    given = re.search(r"(?:Given|Got) value: (.*)", message)
+    choices = re.search(r"Literal\[([^\]]*)\]", message)
+    if keys and given and choices:
+        names = ", ".join(c.strip(" '\"") for c in choices.group(1).split(","))
+        return f"--{'.init_args.'.join(keys)} {given.group(1).strip()} is invalid: expected one of {names}."
+    return " ".join(line.strip() for line in message.splitlines())
