@@ -21,12 +21,12 @@ def test_a_bad_choice_of_a_class_argument_names_its_full_option_and_the_choices(
 
 
 def test_a_bad_choice_of_a_plain_option() -> None:
-    message = 'Parser key "data.format":\n  Expected a typing.Literal[\'csv\', \'tsv\']. Given value: xlsx'
+    message = "Parser key \"data.format\":\n  Expected a typing.Literal['csv', 'tsv']. Given value: xlsx"
     assert one_line_parser_error(message) == "--data.format xlsx is invalid: expected one of csv, tsv."
 
 
 def test_other_type_errors_are_joined_into_one_line() -> None:
-    message = 'Parser key "trainer.max_epochs":\n  Expected a <class \'int\'>\n  Given value: abc'
+    message = "Parser key \"trainer.max_epochs\":\n  Expected a <class 'int'>\n  Given value: abc"
     folded = one_line_parser_error(message)
     assert "\n" not in folded
     assert folded.startswith('Parser key "trainer.max_epochs": Expected')
