@@ -196,12 +196,17 @@ def render() -> str:
                     "",
                     *table(option_rows(class_parser(net, prefix.rstrip(".")), prefix, links, net)),
                 ]
-    default_types = {type(c) for c in trainer_defaults.get("callbacks", [])}
+    from textcls.cli import DEFAULT_CALLBACKS
+
+    default_types = {type(c) for c in trainer_defaults.get("callbacks", [])} | {
+        _import_class(c["class_path"]) for c in DEFAULT_CALLBACKS
+    }
     out += [
         "## Callbacks",
         "",
-        "The callbacks textcls defines. Those marked *default* are added to every run; the others are used by the",
-        "groups above or can be listed under `trainer.callbacks` in a config by class path, with their options under",
+        "The callbacks textcls defines. Those marked *default* make up the default `trainer.callbacks` list (a",
+        "list in your config replaces it, `callbacks+:` adds to it; configs/callbacks/ has examples); the others are",
+        "used by the groups above or can be listed under `trainer.callbacks` by class path, with their options under",
         "`init_args`.",
         "",
     ]
@@ -216,6 +221,11 @@ def render() -> str:
         rows = option_rows(class_parser(cls, "init_args"), "init_args.", {}, cls, dashes="")
         out += table(rows) if rows else ["No options.", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _import_class(path: str) -> type:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def main(argv: list[str] | None = None) -> int:
