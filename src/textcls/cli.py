@@ -7,7 +7,7 @@ import warnings
 from typing import Any
 
 from jsonargparse import Namespace
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser
 from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
 from rich.markup import escape
@@ -17,6 +17,7 @@ from textcls import quiet, run_config
 from textcls.callbacks import PredictionWriter
 from textcls.checkpoint import check_weights_fit
 from textcls.checkpointing import ResumeCheckpoint
+from textcls.compat import SingleMergeCLI
 from textcls.config_checks import check_config, check_config_files
 from textcls.data import TextDataModule
 from textcls.errors import UserError
@@ -42,7 +43,7 @@ DEFAULT_CALLBACKS = [
 err_console = Console(stderr=True, highlight=False)
 
 
-class TextclsCLI(LightningCLI):
+class TextclsCLI(SingleMergeCLI):
     """LightningCLI for textcls: sizes flow from the data into the model, every run gets its own directory.
 
     The default callbacks are the parser's default for `trainer.callbacks` (DEFAULT_CALLBACKS), so a config can
@@ -105,11 +106,6 @@ class TextclsCLI(LightningCLI):
             # Lightning warns about. sys.argv stays untouched so DDP's relaunch of the command still works.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             super().parse_arguments(parser, self.checkpoint_plan.argv)
-
-    def _parse_ckpt_path(self) -> None:
-        """Nothing: LightningCLI would merge the checkpoint's hyper-parameters a second time, over the user's values
-        and before any check of the classes they name; parse_arguments merged them once, checked, under the user's.
-        (The one private LightningCLI method textcls overrides; Lightning 2.6 offers no public switch for it.)"""
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         parser = super().init_parser(**kwargs)

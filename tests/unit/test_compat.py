@@ -90,3 +90,14 @@ class _Sliced:
 
     def __len__(self):
         return len(self.sampler)
+
+
+def test_lightning_cli_still_merges_checkpoint_hyperparameters_through_parse_ckpt_path():
+    from pytorch_lightning.cli import LightningCLI
+
+    method = getattr(LightningCLI, "_parse_ckpt_path", None)
+    assert callable(method), "LightningCLI._parse_ckpt_path is gone: port SingleMergeCLI (is the merge still there?)"
+    assert "_parse_ckpt_path()" in inspect.getsource(LightningCLI), (
+        "LightningCLI no longer calls _parse_ckpt_path: find where it merges checkpoint hparams and port SingleMergeCLI"
+    )
+    assert compat.SingleMergeCLI._parse_ckpt_path(object.__new__(compat.SingleMergeCLI)) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pyarrow as pa
@@ -29,13 +30,22 @@ def load_hub_split(name: str, config: str | None, split: str, label_column: str 
         if "split" in reason.lower() and "available" in reason.lower():
             hint = "Set --data.train_split / val_split / test_split to split names the dataset has."
         raise DataError(f"could not load {title}: {type(err).__name__}: {reason}. {hint}") from None
-    if dataset._indices is not None:  # a selected or shuffled view: write the rows out once so they map directly
-        dataset = dataset.flatten_indices()
+    # A split from load_dataset maps its rows directly: only select, shuffle and filter add an indices mapping.
     table = dataset.data.table
     feature = dataset.features.get(label_column) if label_column else None
     if label_column and isinstance(feature, datasets.ClassLabel):
         table = _label_names(table, label_column, feature.names)
-    return TableSource(table, title, fingerprint=f"hub:{name}:{config}:{split}:{dataset._fingerprint}")
+    return TableSource(table, title, fingerprint=f"hub:{name}:{config}:{split}:{_cache_state(dataset)}")
+
+
+def _cache_state(dataset: Any) -> str:
+    """What the rows were read from: the Arrow cache files with their sizes and times (a new download changes them),
+    or for an in-memory dataset its size and version."""
+    files = []
+    for entry in dataset.cache_files:
+        stat = os.stat(entry["filename"])
+        files.append(f"{entry['filename']}:{stat.st_size}:{stat.st_mtime_ns}")
+    return ",".join(files) or f"{dataset.num_rows}:{dataset.info.version}"
 
 
 def import_datasets(name: str) -> Any:
