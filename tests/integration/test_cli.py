@@ -221,4 +221,4 @@ def test_print_config_shows_the_default_callbacks(tmp_path, data_files, capsys):
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert [c["class_path"] for c in printed["trainer"]["callbacks"]] == [c["class_path"] for c in DEFAULT_CALLBACKS]
-    assert printed["speedups"] == {"quiet_profiler": False, "throttle_progress_bar": True, "skip_idle_hooks": False}
+    assert printed["speedups"] == {"quiet_profiler": True, "throttle_progress_bar": True, "skip_idle_hooks": True}

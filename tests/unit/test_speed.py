@@ -38,9 +38,12 @@ def test_switches_swap_the_default_profiler_and_progress_bar_only():
     assert isinstance(trainer.profiler, SimpleProfiler) and trainer.progress_bar_callback is mine
 
 
-def test_by_default_the_trainer_is_left_as_lightning_made_it():
+def test_by_default_every_speedup_is_on_and_all_off_leaves_the_trainer_as_lightning_made_it():
     trainer = _trainer()
     Speedups().apply(trainer)
+    assert type(trainer.profiler) is QuietProfiler and type(trainer.progress_bar_callback) is ThrottledRichProgressBar
+    trainer = _trainer()
+    Speedups(quiet_profiler=False, throttle_progress_bar=False, skip_idle_hooks=False).apply(trainer)
     assert type(trainer.profiler) is PassThroughProfiler and type(trainer.progress_bar_callback) is RichProgressBar
 
 
