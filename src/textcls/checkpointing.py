@@ -15,8 +15,9 @@ from weakref import proxy
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities import rank_zero_info
 
 from textcls.compat import saves_on_train_epoch_end
 from textcls.errors import environment_error, user_error
@@ -219,3 +220,16 @@ def save_last(trainer: pl.Trainer) -> Path:
         path = Path(directory) / "last.ckpt"
     trainer.save_checkpoint(path)
     return path
+
+
+MULTI_LABEL_MONITOR = "val/f1_macro"
+
+
+def use_multi_label_monitor(callbacks: list[Any]) -> None:
+    """Checkpoint selection and early stopping that watch `val/acc`, the single-label default, watch macro-F1 in a
+    multi-label run, which logs no accuracy (so configs written for single-label stack unchanged); other metrics
+    stay."""
+    for callback in callbacks:
+        if isinstance(callback, (ModelCheckpoint, EarlyStopping)) and callback.monitor == "val/acc":
+            callback.monitor = MULTI_LABEL_MONITOR
+            rank_zero_info(f"{type(callback).__name__} monitors {MULTI_LABEL_MONITOR} (multi-label: no val/acc)")

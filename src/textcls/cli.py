@@ -16,7 +16,7 @@ import textcls.models  # noqa: F401  (so the networks' short names resolve: --mo
 from textcls import quiet, run_config
 from textcls.callbacks import PredictionWriter
 from textcls.checkpoint import check_weights_fit
-from textcls.checkpointing import ResumeCheckpoint
+from textcls.checkpointing import ResumeCheckpoint, use_multi_label_monitor
 from textcls.compat import SingleMergeCLI
 from textcls.config_checks import check_config, check_config_files
 from textcls.data import TextDataModule
@@ -71,6 +71,7 @@ class TextclsCLI(SingleMergeCLI):
         for size in ("vocab_size", "num_classes", "pad_id"):
             parser.link_arguments(f"data.{size}", f"model.model.init_args.{size}", apply_on="instantiate")
         parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
+        parser.link_arguments("data.multi_label", "model.multi_label", apply_on="instantiate")
         parser.add_lightning_class_args(ResumeCheckpoint, "checkpoint")
         # A class group rather than a trainer default, so `--predictions.top_k 3` works on the command line.
         parser.add_lightning_class_args(PredictionWriter, "predictions")
@@ -154,6 +155,8 @@ class TextclsCLI(SingleMergeCLI):
         configured = init.get("trainer.callbacks") or []
         speedups = init.get("speedups") or Speedups()
         speedups.apply(trainer, keep=configured if isinstance(configured, list) else [configured])
+        if getattr(self.datamodule, "multi_label", False):
+            use_multi_label_monitor(trainer.callbacks)  # type: ignore[attr-defined]
         quiet.quiet_trainer(trainer)
         return trainer
 

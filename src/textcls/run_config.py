@@ -25,7 +25,15 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 LIGHTNING_CKPT_NAMES = ("best", "hpc", "registry")
 # The data settings that decide how a text becomes model input or a label is read: the ones evaluation and
 # prediction take from the checkpoint (a fit takes them all).
-INPUT_SETTINGS = ("text_column", "label_column", "empty_text", "max_length", "lowercase")
+INPUT_SETTINGS = (
+    "text_column",
+    "label_column",
+    "multi_label",
+    "label_separator",
+    "empty_text",
+    "max_length",
+    "lowercase",
+)
 
 
 class CheckpointPlan:

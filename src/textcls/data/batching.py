@@ -17,6 +17,8 @@ import pyarrow as pa
 import torch
 from torch.utils.data import BatchSampler, Dataset, RandomSampler, Sampler, SequentialSampler
 
+from textcls.data.labelsets import LabelSets
+
 
 class TokenizedDataset(Dataset):
     """Rows of an Arrow IPC file with a `ids` (list<int32>) and optionally a `label` (int32) column.
@@ -40,7 +42,7 @@ class TokenizedDataset(Dataset):
     def _open(self) -> None:
         with self.path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             # A function of its own, so that every Arrow view into the map is gone before the map closes.
-            self.has_labels, self.positions, self.lengths, self._labels = _row_index(mapped)
+            self.has_labels, self.positions, self.lengths, self._labels, self.label_sets = _row_index(mapped)
         self._fd: int | None = os.open(self.path, os.O_RDONLY)
 
     def __del__(self) -> None:
@@ -61,8 +63,19 @@ class TokenizedDataset(Dataset):
 
     @property
     def labels(self) -> np.ndarray | None:
-        """All labels as one int64 array (a copy), or None for unlabelled data."""
-        return self._labels.astype(np.int64) if self.has_labels else None
+        """All labels as one int64 array (a copy), or None for unlabelled or multi-label data (see `label_sets`)."""
+        return self._labels.astype(np.int64) if self.has_labels and self.label_sets is None else None
+
+    @property
+    def num_labels(self) -> int | None:
+        """The number of labels of multi-label data (its rows' `labels` are multi-hot of this width), else None."""
+        return self.label_sets[1] if self.label_sets is not None else None
+
+    def label_counts(self, num_classes: int) -> np.ndarray:
+        """How many rows have each label (multi-label) or class."""
+        if self.label_sets is not None:
+            return self.label_sets[0].counts(num_classes)
+        return np.bincount(self._labels, minlength=num_classes)
 
     def row(self, index: int) -> np.ndarray:
         """The token ids of one row."""
@@ -85,17 +98,24 @@ class TokenizedDataset(Dataset):
             if count:
                 batch[row, :count] = np.frombuffer(os.pread(fd, 4 * count, position), dtype=np.int32)
         out = {"input_ids": torch.from_numpy(batch), "index": torch.from_numpy(index)}
-        if self.has_labels:
+        if self.label_sets is not None:
+            sets, width = self.label_sets
+            out["labels"] = torch.from_numpy(sets.take(index).multi_hot(width))
+        elif self.has_labels:
             out["labels"] = torch.from_numpy(self._labels[index].astype(np.int64))
         return out
 
 
-def _row_index(mapped: mmap.mmap) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray]:
-    """(has labels, byte position of each row's ids, row lengths, labels) of a mapped IPC file."""
+def _row_index(
+    mapped: mmap.mmap,
+) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, tuple[LabelSets, int] | None]:
+    """(has labels, byte position of each row's ids, row lengths, labels, (label sets, number of labels) of
+    multi-label data) of a mapped IPC file."""
     buffer = pa.py_buffer(mapped)
     reader = pa.ipc.open_file(buffer)
-    has_labels = "label" in reader.schema.names
-    positions, lengths, labels = [], [], []
+    multi = "labels" in reader.schema.names
+    has_labels = "label" in reader.schema.names or multi
+    positions, lengths, labels, sets = [], [], [], []
     for i in range(reader.num_record_batches):
         batch = reader.get_batch(i)
         ids = batch.column("ids")
@@ -104,13 +124,20 @@ def _row_index(mapped: mmap.mmap) -> tuple[bool, np.ndarray, np.ndarray, np.ndar
         first_byte = values.buffers()[1].address - buffer.address + values.offset * 4
         positions.append(first_byte + 4 * offsets[:-1])
         lengths.append(np.diff(offsets).astype(np.int32))
-        if has_labels:
+        if multi:
+            column = batch.column("labels")
+            bounds = column.offsets.to_numpy().astype(np.int64)  # copies: nothing may point into the map
+            values = column.values.to_numpy()[bounds[0] : bounds[-1]].astype(np.int32, copy=True)
+            sets.append(LabelSets(bounds - bounds[0], values))
+        elif has_labels:
             labels.append(batch.column("label").to_numpy().astype(np.int32))
+    width = int((reader.schema.metadata or {}).get(b"num_labels", 0))
     return (
         has_labels,
         np.concatenate(positions) if positions else np.zeros(0, np.int64),
         np.concatenate(lengths) if lengths else np.zeros(0, np.int32),
         np.concatenate(labels) if labels else np.zeros(0, np.int32),
+        (LabelSets.concat(sets), width) if multi else None,
     )
 
 

@@ -19,6 +19,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from textcls.data.errors import DataError
 from textcls.data.labels import keep_at_most, label_order, stratified_val_mask
+from textcls.data.labelsets import LabelMode, LabelSets
 from textcls.data.scan import Columns, Scan, check_given_order, codes_for, scan, texts_and_labels
 from textcls.data.sources import Source
 from textcls.data.tokenizer import VocabCounter, WordTokenizer
@@ -38,6 +39,7 @@ class TrainSettings:
     split_seed: int
     max_train_samples: int | None
     max_eval_samples: int | None
+    label_mode: LabelMode
 
 
 def build_train_entry(
@@ -64,22 +66,18 @@ def _build_train_entry(
     single_pass = tokenizer is None and settings.val_fraction is None and settings.max_train_samples is None
     counter = VocabCounter(settings.lowercase, pool) if single_pass else None
     rank_zero_info(f"Reading {source.name} ...")
-    found = scan(source, settings.columns, settings.empty_text, counter)
+    found = scan(source, settings.columns, settings.empty_text, counter, settings.label_mode)
     if label_names:
         check_given_order(found, label_names, source)
     names = label_names or label_order(pa.array(list(found.seen), pa.string()))
     codes = codes_for(found, names, source)
     found.code_parts.clear()  # `codes` holds them now; at 10 M rows each copy is 40 MB
-    present = np.unique(codes)
-    if len(present) < 2:
-        raise DataError(
-            f"{source.name}: the training data has only one class ({names[int(present[0])]!r}); "
-            "a classifier needs at least two."
-        )
+    _check_two_labels(codes, names, source)
     # 1 = train, 2 = validation, 0 = left out by max_*_samples; one byte per kept row.
     assign = np.ones(len(codes), dtype=np.int8)
     if settings.val_fraction is not None:
-        assign[stratified_val_mask(codes, settings.val_fraction, settings.split_seed)] = 2
+        strata = codes.strata(len(names)) if isinstance(codes, LabelSets) else codes
+        assign[stratified_val_mask(strata, settings.val_fraction, settings.split_seed)] = 2
     train_mask = keep_at_most(assign == 1, settings.max_train_samples, settings.split_seed)
     val_mask = keep_at_most(assign == 2, settings.max_eval_samples, settings.split_seed + 1)
     assign[:] = 0
@@ -92,7 +90,8 @@ def _build_train_entry(
                 counter.update(text.filter(pa.array(part == 1)))
         tokenizer = counter.build(settings.min_freq, settings.max_vocab_size)
     splits = {1: "train", 2: "validation"} if settings.val_fraction is not None else {1: "train"}
-    writers = {k: _Writer(out / f"{name}.arrow", labelled=True) for k, name in splits.items()}
+    num_labels = len(names) if found.multi else None
+    writers = {k: _Writer(out / f"{name}.arrow", labelled=True, num_labels=num_labels) for k, name in splits.items()}
     offset = 0
     for text, part in _kept_texts(source, settings.columns, found, assign):
         part_codes = codes[offset : offset + len(part)]
@@ -104,8 +103,24 @@ def _build_train_entry(
                 writer.write(ids, part_codes[selected])
     counts = {name: writer.close() for name, writer in zip(splits.values(), writers.values(), strict=True)}
     (out / "tokenizer.json").write_text(tokenizer.to_json(), encoding="utf-8")
-    meta = {"label_names": names, "rows": counts, "dropped_empty": found.dropped}
+    meta = {"label_names": names, "rows": counts, "dropped_empty": found.dropped, "multi_label": found.multi}
     (out / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def _check_two_labels(codes: np.ndarray | LabelSets, names: list[str], source: Source) -> None:
+    if isinstance(codes, LabelSets):
+        if len(names) < 2:
+            raise DataError(
+                f"{source.name}: the training data names {len(names)} label(s) ({', '.join(map(repr, names))}); "
+                "a multi-label classifier needs at least two."
+            )
+        return
+    present = np.unique(codes)
+    if len(present) < 2:
+        raise DataError(
+            f"{source.name}: the training data has only one class ({names[int(present[0])]!r}); "
+            "a classifier needs at least two."
+        )
 
 
 def _kept_texts(
@@ -129,19 +144,22 @@ def build_eval_entry(
     max_length: int,
     max_rows: int | None,
     seed: int,
+    label_mode: LabelMode | None = None,
 ) -> None:
     """split.arrow (+ meta.json) for a validation / test file (labelled) or a predict file (`label_names` None).
 
     Predict rows are never dropped or sampled: the output must line up with the input, one prediction per row.
     """
-    writer = _Writer(out / "split.arrow", labelled=label_names is not None)
+    multi = label_mode is not None and bool(label_mode.multi)
+    num_labels = len(label_names) if multi and label_names is not None else None
+    writer = _Writer(out / "split.arrow", labelled=label_names is not None, num_labels=num_labels)
     dropped = 0
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         if label_names is None:
             for _, text, _ in texts_and_labels(source, columns):
                 writer.write(tokenizer.encode(text, max_length, pool), None)
         else:
-            found = scan(source, columns, empty_text)
+            found = scan(source, columns, empty_text, mode=label_mode)
             codes = codes_for(found, label_names, source)
             chosen = keep_at_most(np.ones(len(codes), dtype=bool), max_rows, seed).astype(np.int8)
             offset = 0
@@ -159,18 +177,26 @@ def build_eval_entry(
 
 
 class _Writer:
-    """An Arrow IPC file of `ids` (list<int32>) and `label` (int32) record batches."""
+    """An Arrow IPC file of `ids` (list<int32>) and `label` (int32) record batches; multi-label (`num_labels` set):
+    `labels` (list<int32>), with the number of labels in the schema's metadata."""
 
-    def __init__(self, path: Path, labelled: bool) -> None:
+    def __init__(self, path: Path, labelled: bool, num_labels: int | None = None) -> None:
         fields = [pa.field("ids", pa.list_(pa.int32()))]
-        if labelled:
+        metadata = None
+        if labelled and num_labels is not None:
+            fields.append(pa.field("labels", pa.list_(pa.int32())))
+            metadata = {"num_labels": str(num_labels)}
+        elif labelled:
             fields.append(pa.field("label", pa.int32()))
-        self.schema = pa.schema(fields)
+        self.schema = pa.schema(fields, metadata=metadata)
         self.writer = pa.ipc.new_file(str(path), self.schema)
         self.rows = 0
 
-    def write(self, ids: pa.ListArray, labels: np.ndarray | None) -> None:
-        columns = [ids] if labels is None else [ids, pa.array(labels.astype(np.int32), pa.int32())]
+    def write(self, ids: pa.ListArray, labels: np.ndarray | LabelSets | None) -> None:
+        if isinstance(labels, LabelSets):
+            columns = [ids, labels.to_arrow()]
+        else:
+            columns = [ids] if labels is None else [ids, pa.array(labels.astype(np.int32), pa.int32())]
         self.writer.write_batch(pa.record_batch(columns, schema=self.schema))
         self.rows += len(ids)
 

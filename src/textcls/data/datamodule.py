@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytorch_lightning as pl
 import torch
@@ -44,7 +45,13 @@ class TextDataModule(SplitEntries, pl.LightningDataModule):
             from the extension (.txt: fastText if the first line starts with `__label__`, else `label text`; a
             .txt predict file is always one text per line).
         text_column: column holding the text; a list of columns is joined with spaces.
-        label_column: column holding the label (strings or integers).
+        label_column: column holding the label (strings or integers), or the labels of a multi-label task (a list of
+            strings per row in JSON Lines / Parquet, or a text split by `label_separator`).
+        multi_label: each text has any number of labels (a sigmoid per label) instead of exactly one. Unset: from the
+            data (a list-typed label column, a `label_separator`, or fastText lines with several `__label__`s);
+            true also reads a plain text label as one label of a set.
+        label_separator: the character(s) between the labels of a text label column (CSV / TSV), e.g. "|"; implies
+            multi_label.
         label_order: the classes in the order of the model's outputs (and of confusion matrices and per-class
             tables), e.g. [negative, neutral, positive]; it must name every training label. Unset: numeric order
             when every label is an integer, else alphabetical.
@@ -84,6 +91,8 @@ class TextDataModule(SplitEntries, pl.LightningDataModule):
         format: Format | None = None,
         text_column: str | list[str] = "text",
         label_column: str = "label",
+        multi_label: bool | None = None,
+        label_separator: str | None = None,
         label_order: list[str] | None = None,
         empty_text: EmptyText = "drop",
         max_train_samples: int | None = None,
@@ -126,6 +135,12 @@ class TextDataModule(SplitEntries, pl.LightningDataModule):
             label_order,
             "two or more distinct label names",
         )
+        _check_setting(label_separator != "", "label_separator", label_separator, 'one or more characters, e.g. "|"')
+        if label_separator is not None and multi_label is False:
+            raise DataError(
+                f"--data.label_separator {label_separator!r} splits labels into sets (multi-label), but "
+                "--data.multi_label is false; drop one of them."
+            )
         _check_setting(bucket_pool_batches > 0, "bucket_pool_batches", bucket_pool_batches, "a positive integer")
         if dataset is not None and train_file:
             raise DataError(f"--data.dataset {dataset} and --data.train_file exclude each other; give one of them.")
@@ -141,6 +156,7 @@ class TextDataModule(SplitEntries, pl.LightningDataModule):
         self.format = format
         self.text_columns = [text_column] if isinstance(text_column, str) else list(text_column)
         self.label_column, self.empty_text = label_column, empty_text
+        self.multi_label_given, self.label_separator = multi_label, label_separator
         self.label_order = [str(name) for name in label_order] if label_order is not None else None
         self.max_train_samples, self.max_eval_samples = max_train_samples, max_eval_samples
         self.val_fraction, self.split_seed = val_fraction, split_seed
@@ -158,6 +174,7 @@ class TextDataModule(SplitEntries, pl.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.datasets: dict[str, TokenizedDataset] = {}
         self._vocabulary: tuple[WordTokenizer, list[str]] | None = None
+        self._multi_label: bool | None = None  # resolved with the vocabulary
         self._entries: dict[str, Path] = {}
         self._vocab_entry: Path | None = None  # the training entry the vocabulary was learned in, if any
         self.built_entries: list[str] = []  # cache keys this process built (the rest were reused)
@@ -185,6 +202,18 @@ class TextDataModule(SplitEntries, pl.LightningDataModule):
         return len(self.label_names)
 
     @property
+    def multi_label(self) -> bool:
+        """Whether the task is multi-label: as given, from the checkpoint the vocabulary came from, or as the
+        training data showed."""
+        self._load_vocabulary()
+        return bool(self._multi_label)
+
+    def label_counts(self) -> tuple[np.ndarray, int]:
+        """(how many training rows have each label / class, in `label_names` order; the number of training rows)."""
+        dataset = self._dataset("train")
+        return dataset.label_counts(self.num_classes), len(dataset)
+
+    @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_id
 
@@ -210,10 +239,12 @@ class TextDataModule(SplitEntries, pl.LightningDataModule):
             "label_names": list(self.label_names),
             "max_length": self.max_length,
             "settings": settings,
+            "multi_label": self.multi_label,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         vocabulary = (WordTokenizer.from_json(state_dict["tokenizer"]), list(state_dict["label_names"]))
+        self._multi_label = bool(state_dict.get("multi_label", False))
         if self._vocabulary is None or vocabulary[0].vocab != self._vocabulary[0].vocab:
             self.datasets, self._vocab_entry = {}, None  # encoded with another vocabulary
         self._vocabulary = vocabulary

@@ -18,6 +18,7 @@ from textcls.checkpoint import load_checkpoint_state
 from textcls.data.build import TrainSettings, build_eval_entry, build_train_entry
 from textcls.data.cache import cache_key, get_or_build
 from textcls.data.errors import DataError
+from textcls.data.labelsets import LabelMode
 from textcls.data.scan import Columns, warn_dropped
 from textcls.data.sources import FileSource, Source, TableSource
 from textcls.data.synthetic import make_demo_splits
@@ -44,6 +45,9 @@ class SplitEntries:
     text_columns: list[str]
     label_column: str
     label_order: list[str] | None
+    multi_label_given: bool | None
+    label_separator: str | None
+    _multi_label: bool | None
     empty_text: str
     max_train_samples: int | None
     max_eval_samples: int | None
@@ -63,6 +67,8 @@ class SplitEntries:
     def _load_vocabulary(self) -> tuple[WordTokenizer, list[str]]:
         if self._vocabulary is None:
             tokenizer, names = self._read_vocabulary_file() if self.tokenizer_file else (None, [])
+            if names:
+                self._check_task(self._multi_label)
             if names and self.label_order is not None and names != self.label_order:
                 raise DataError(
                     f"--data.label_order {self.label_order} differs from the label order of "
@@ -74,10 +80,12 @@ class SplitEntries:
             else:
                 entry = self._train_entry(tokenizer, names or self.label_order or [])
                 self._vocab_entry = entry
+                meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
                 self._vocabulary = (
                     WordTokenizer.from_json((entry / "tokenizer.json").read_text(encoding="utf-8")),
-                    json.loads((entry / "meta.json").read_text(encoding="utf-8"))["label_names"],
+                    meta["label_names"],
                 )
+                self._multi_label = bool(meta.get("multi_label", False))
             tokenizer, names = self._vocabulary
             rank_zero_info(f"vocabulary: {tokenizer.vocab_size:,} tokens; labels: {', '.join(names)}")
         return self._vocabulary
@@ -89,7 +97,28 @@ class SplitEntries:
         if path.suffix == ".json":
             return WordTokenizer.from_json(path.read_text(encoding="utf-8"), str(path)), []
         state = load_checkpoint_state(path)
+        self._multi_label = bool(state.get("multi_label", False))
         return WordTokenizer.from_json(state["tokenizer"], str(path)), list(state["label_names"])
+
+    def _check_task(self, multi: bool | None) -> None:
+        """A multi-label checkpoint's vocabulary cannot train or read single-label data, and the reverse."""
+        given = self.multi_label_given if self.label_separator is None else True
+        if given is not None and multi is not None and given != multi:
+            kind = "multi-label" if multi else "single-label"
+            raise DataError(
+                f"--data.tokenizer_file {self.tokenizer_file} is a {kind} checkpoint, but "
+                f"{'--data.label_separator' if self.label_separator else '--data.multi_label ' + str(given).lower()} "
+                f"asks for {'multi-label' if given else 'single-label'} data; give data of the checkpoint's kind."
+            )
+
+    def _label_mode(self) -> LabelMode:
+        """How this DataModule reads labels: the task as known (a checkpoint's, or the training data's once read),
+        else as given."""
+        multi = self._multi_label if self._multi_label is not None else self.multi_label_given
+        if multi is None and self.label_separator is not None:
+            multi = True
+        strings_are_sets = self.multi_label_given is True or self.label_separator is not None
+        return LabelMode(multi, self.label_separator, strings_are_sets)
 
     def _split_file(self, split: str) -> Path:
         if split == "train" or (split == "validation" and self._source("validation") is None):
@@ -174,10 +203,12 @@ class SplitEntries:
             split_seed=self.split_seed,
             max_train_samples=self.max_train_samples,
             max_eval_samples=self.max_eval_samples if carve else None,
+            label_mode=self._label_mode(),
         )
         inputs = {
             "source": source.fingerprint(),
-            "settings": settings.__dict__ | {"columns": settings.columns.__dict__},
+            "settings": settings.__dict__
+            | {"columns": settings.columns.__dict__, "label_mode": settings.label_mode.__dict__},
             "tokenizer": _digest(tokenizer.to_json()) if tokenizer else None,
             "labels": names or None,
         }
@@ -190,6 +221,7 @@ class SplitEntries:
         labelled = split != "predict"
         columns = self._columns(source, labelled)
         max_rows = self.max_eval_samples if labelled else None
+        mode = self._label_mode()
         inputs = {
             "source": source.fingerprint(),
             "columns": columns.__dict__,
@@ -199,6 +231,7 @@ class SplitEntries:
             "seed": self.split_seed,
             "tokenizer": _digest(tokenizer.to_json()),
             "labels": names if labelled else None,
+            "label_mode": mode.__dict__ if labelled else None,
         }
         return self._entry(
             split,
@@ -214,6 +247,7 @@ class SplitEntries:
                 self.max_length,
                 max_rows,
                 self.split_seed,
+                mode,
             ),
         )
 

@@ -174,7 +174,7 @@ class FormatReaders:
             # types as text (a date keeps its own spelling), and later new keys are ignored.
             read = pajson.ReadOptions(block_size=block)
             fields = [
-                pa.field(f.name, pa.string()) if text_like(f.type) else f
+                pa.field(f.name, _first_block_type(f.type))
                 for f in pajson.open_json(self.path, read_options=read).schema
             ]
             options = pajson.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
@@ -243,13 +243,29 @@ class FormatReaders:
                     f"'{FASTTEXT_PREFIX}<label>' ({lines[row].as_py()[:60]!r}); fix it or pass --data.format."
                 )
             stripped = pc.utf8_slice_codeunits(stripped, len(FASTTEXT_PREFIX))
+        if self.fmt == "fasttext":
+            # Every label of a line (`__label__a __label__b text`), joined by one space: labelsets reads a label with
+            # a space as several (a fastText label cannot hold whitespace).
+            parts = pc.extract_regex(stripped, r"^(?P<labels>\S*(?:\s+__label__\S*)*)\s*(?P<text>.*)$")
+            labels = pc.replace_substring_regex(
+                pc.struct_field(parts, "labels"), pattern=r"\s+__label__", replacement=" "
+            )
+            text = pc.fill_null(pc.struct_field(parts, "text"), "")
+            return pa.record_batch([pc.fill_null(labels, ""), text], names=[self.label_name, self.text_name])
         parts = pc.split_pattern_regex(stripped, r"\s", max_splits=1)
         label = pc.list_element(parts, 0)  # splitting "" gives [""], so element 0 always exists
         text = _second(parts)
-        if self.fmt == "fasttext":
-            # Further labels of a multi-label line (`__label__a __label__b text`) are not supported: keep the first.
-            text = pc.replace_substring_regex(text, pattern=r"^(\s*__label__\S*)+", replacement="")
         return pa.record_batch([label, text], names=[self.label_name, self.text_name])
+
+
+def _first_block_type(kind: pa.DataType) -> pa.DataType:
+    """The type a JSON key keeps for the whole file, from its first block: text for null and date values, and lists
+    of text for lists that were all empty there (a multi-label column whose first rows have no label)."""
+    if text_like(kind):
+        return pa.string()
+    if pa.types.is_list(kind) and pa.types.is_null(kind.value_type):
+        return pa.list_(pa.string())
+    return kind
 
 
 def _second(parts: pa.ListArray) -> pa.Array:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from pytorch_lightning.utilities import rank_zero_warn
 
 from textcls.data.errors import DataError
+from textcls.data.labelsets import LabelMode, LabelSets, code_lists, from_pairs, label_lists
 from textcls.data.sources import Source
 from textcls.data.tokenizer import VocabCounter
 
@@ -32,12 +33,14 @@ class Columns:
 
 @dataclass
 class Scan:
-    """What one pass over a labelled source learned: which rows are kept, and their labels as codes into `seen`."""
+    """What one pass over a labelled source learned: which rows are kept, and their labels as codes into `seen`
+    (an array of codes per batch, or `LabelSets` per batch when `multi`)."""
 
     rows: int = 0
     keep_parts: list[np.ndarray] = field(default_factory=list)
-    code_parts: list[np.ndarray] = field(default_factory=list)
+    code_parts: list[Any] = field(default_factory=list)
     seen: dict[str, int] = field(default_factory=dict)
+    multi: bool = False
 
     @property
     def dropped(self) -> int:
@@ -62,6 +65,8 @@ def texts_and_labels(source: Source, columns: Columns) -> Iterator[tuple[int, pa
             )
         for name in [*columns.text, *([columns.label] if columns.label is not None else [])]:
             kind = batch.schema.field(name).type
+            if name == columns.label and (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+                continue  # a multi-label column; its values are checked by labelsets.label_lists
             if not pa.types.is_string(kind):
                 raise DataError(
                     f"{source.name}: column {name!r} holds {kind} values, not text; use a column of strings "
@@ -71,7 +76,9 @@ def texts_and_labels(source: Source, columns: Columns) -> Iterator[tuple[int, pa
         text = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, " ")
         label = None
         if columns.label is not None:
-            label = pc.utf8_trim_whitespace(pc.fill_null(batch.column(columns.label), ""))
+            label = batch.column(columns.label)
+            if pa.types.is_string(label.type):
+                label = pc.utf8_trim_whitespace(pc.fill_null(label, ""))
         if len(batch):
             yield first_row, text, label
         first_row += len(batch)
@@ -90,9 +97,17 @@ def _delimiter_hint(source: Source, names: list[str]) -> str:
     return ""
 
 
-def scan(source: Source, columns: Columns, empty_text: str, counter: VocabCounter | None = None) -> Scan:
-    """Find blank texts and missing labels, and code the labels; optionally count the vocabulary of kept rows."""
-    result = Scan()
+def scan(
+    source: Source,
+    columns: Columns,
+    empty_text: str,
+    counter: VocabCounter | None = None,
+    mode: LabelMode | None = None,
+) -> Scan:
+    """Find blank texts and missing labels, and code the labels; optionally count the vocabulary of kept rows.
+    `mode` says how labels are read (single-label strings by default); `Scan.multi` is the mode found."""
+    mode = mode or LabelMode(multi=False)
+    result = Scan(multi=bool(mode.multi))
     for first_row, text, label in texts_and_labels(source, columns):
         blank = pc.equal(pc.utf8_trim_whitespace(text), "").to_numpy(zero_copy_only=False)
         if empty_text == "error" and blank.any():
@@ -106,6 +121,22 @@ def scan(source: Source, columns: Columns, empty_text: str, counter: VocabCounte
         result.keep_parts.append(keep)
         assert label is not None, "scan reads labelled sources only"
         kept_labels = label.filter(pa.array(keep))
+        where = f"{source.name} (column {columns.label!r})"
+        lists = label_lists(
+            kept_labels,
+            LabelMode(result.multi or mode.multi, mode.separator, mode.strings_are_sets),
+            getattr(source, "fmt", None),
+            where,
+        )
+        if lists is not None:
+            if not result.multi:  # the first multi-label batch: the earlier ones had one label per row
+                result.multi = True
+                result.code_parts = [_one_each(codes) for codes in result.code_parts]
+            rows = first_row + np.flatnonzero(keep)
+            result.code_parts.append(code_lists(lists, result.seen, source.name, source.row_word, rows))
+            if counter is not None:
+                counter.update(text.filter(pa.array(keep)))
+            continue
         no_label = pc.equal(kept_labels, "").to_numpy(zero_copy_only=False)
         if no_label.any():
             row = first_row + int(np.flatnonzero(keep)[np.flatnonzero(no_label)[0]])
@@ -124,8 +155,13 @@ def scan(source: Source, columns: Columns, empty_text: str, counter: VocabCounte
     return result
 
 
-def codes_for(scan_result: Scan, names: list[str], source: Source) -> np.ndarray:
-    """The scan's label codes re-mapped to indices into `names`; labels outside `names` are an error."""
+def _one_each(codes: np.ndarray) -> LabelSets:
+    return LabelSets(np.arange(len(codes) + 1, dtype=np.int64), codes)
+
+
+def codes_for(scan_result: Scan, names: list[str], source: Source) -> Any:
+    """The scan's label codes re-mapped to indices into `names` (an array, or `LabelSets` when multi-label); labels
+    outside `names` are an error."""
     unknown = [label for label in scan_result.seen if label not in names]
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
@@ -134,6 +170,10 @@ def codes_for(scan_result: Scan, names: list[str], source: Source) -> np.ndarray
             f"Known labels: {', '.join(names[:20])}. Fix the labels or add examples of them to the training data."
         )
     lookup = np.array([names.index(label) for label in scan_result.seen], dtype=np.int32)
+    if scan_result.multi:
+        sets = LabelSets.concat(scan_result.code_parts)
+        rows = np.repeat(np.arange(len(sets)), np.diff(sets.offsets))
+        return from_pairs(rows, lookup[sets.values].astype(np.int64), len(sets)) if len(lookup) else sets
     codes = np.concatenate(scan_result.code_parts) if scan_result.code_parts else np.zeros(0, np.int32)
     return lookup[codes] if len(lookup) else codes
 
