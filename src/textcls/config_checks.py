@@ -138,7 +138,7 @@ def _check_trainer_numbers(trainer: Namespace, subcommand: str) -> None:
 def _check_loss(model: Namespace) -> None:
     _require("--model.label_smoothing", model.get("label_smoothing"), lambda v: 0 <= v < 1, "a number in [0, 1)")
     weights = model.get("class_weights")
-    for i, weight in enumerate(weights or []):
+    for i, weight in enumerate([] if weights == "balanced" else weights or []):
         number = _number(weight)
         if number is None or not (math.isfinite(number) and number > 0):
             raise user_error(

@@ -1,5 +1,6 @@
-"""Initialisers that need the training data: pretrained word vectors for the network's `embedding` and the MLP's
-Naive Bayes weights. The CLI runs `initialise_from_data` before a fresh fit; from Python, call it before Trainer.fit."""
+"""Initialisers that need the training data: pretrained word vectors for the network's `embedding`, the MLP's
+Naive Bayes weights and balanced class weights. The CLI runs `initialise_from_data` before a fresh fit; from Python,
+call it before Trainer.fit."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from textcls.embeddings import check_vectors_file, load_pretrained
 from textcls.errors import UserError
+from textcls.imbalance import balanced_weights, describe
 
 if TYPE_CHECKING:
     from textcls.module import TextClassifier
@@ -20,8 +22,9 @@ def initialise_from_data(
     module: TextClassifier, datamodule: Any, *, resuming: bool = False, loggers: Iterable[Logger] = ()
 ) -> None:
     """Read `module.pretrained_embeddings` into the network's embedding and count the NB weights of an MLP with
-    `nb_weighting`, from `datamodule` (its tokenizer and `labelled_train_batches`). Nothing when `resuming`: the
-    checkpoint holds both, and the vector file may be gone."""
+    `nb_weighting`, from `datamodule` (its tokenizer and `labelled_train_batches`), and count `class_weights
+    balanced` (its `label_counts`). Nothing when `resuming`: the checkpoint holds all three, and the vector file may
+    be gone."""
     module.initialised_from_data = True
     if resuming:
         return
@@ -31,6 +34,20 @@ def initialise_from_data(
         rank_zero_warn("--model.freeze_embeddings without --model.pretrained_embeddings: random vectors stay fixed")
     if getattr(module.model, "nb_weighting", False):
         fit_nb_weights(module, datamodule)
+    if module.balanced_weights:
+        fit_balanced_weights(module, datamodule)
+
+
+def fit_balanced_weights(module: TextClassifier, datamodule: Any) -> None:
+    """Set the module's loss weights from the training split's label counts (textcls.imbalance.balanced_weights)."""
+    label_counts = getattr(datamodule, "label_counts", None)
+    if label_counts is None:
+        raise UserError("--model.class_weights balanced needs a DataModule with label_counts.")
+    counts, rows = label_counts()
+    assert module.class_weights is not None  # registered by TextClassifier for "balanced"
+    weights = balanced_weights(counts, rows, module.multi_label)
+    module.class_weights.copy_(weights)
+    rank_zero_info(describe(weights, module.label_names, module.multi_label))
 
 
 def fit_nb_weights(module: TextClassifier, datamodule: Any) -> None:

@@ -18,7 +18,8 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from textcls.errors import UserError
-from textcls.metrics import TrainStats, loss_is_read
+from textcls.metrics import MultiLabelTrainStats, TrainStats, loss_is_read
+from textcls.multilabel import MultiLabelDevMetrics, MultiLabelTestMetrics, ThresholdMode, multilabel_loss
 from textcls.nonfinite import NonFiniteLossError, check_policy, skip_nonfinite
 from textcls.optim import (
     WarmupCosine,
@@ -45,8 +46,11 @@ class TextClassifier(pl.LightningModule):
         lr_scheduler: the learning-rate schedule; linear warmup + cosine decay per step by default, null for none.
         lr_scheduler_interval: step the schedule every "step" or every "epoch".
         lr_scheduler_monitor: metric a ReduceLROnPlateau schedule watches (it always steps per epoch).
-        label_smoothing: cross-entropy label smoothing in [0, 1).
-        class_weights: one loss weight per class, in the order of the label names; unset weighs all classes equally.
+        label_smoothing: cross-entropy label smoothing in [0, 1) (multi-label: each target moves half of it toward 0.5).
+        class_weights: one loss weight per class, in the order of the label names (multi-label: the weight of each
+            label's positives, BCE's pos_weight); "balanced" counts them from the training split at the start of a
+            fresh fit (rows / (classes * rows of the class); multi-label: negatives / positives) and the checkpoint
+            keeps them; unset weighs all classes equally.
         decay_embeddings: also apply the optimizer's weight decay to embedding tables (biases and norms never get it).
         label_names: class names in index order; LightningCLI fills them in from the data.
         compile: compile the network (not this LightningModule) with `torch.compile`; the checkpoint keys stay the same.
@@ -59,6 +63,11 @@ class TextClassifier(pl.LightningModule):
             random vector. Never read when resuming, validating, testing or predicting (the checkpoint has the weights).
         freeze_embeddings: keep the network's `embedding` fixed during training (Kim's CNN-static); false fine-tunes
             it (CNN-non-static).
+        multi_label: each text has any number of labels (multi-hot targets): binary cross-entropy with logits, sigmoid
+            probabilities, metrics from `textcls.multilabel`; LightningCLI links it from the data.
+        threshold_mode: multi-label decision thresholds, tuned on the validation split at every validation epoch end
+            (val/f1_macro, val/f1_micro are the scores at the thresholds just chosen) and kept in the checkpoint:
+            "per_label" maximises each label's F1, "global" one threshold for all labels maximises macro-F1.
     """
 
     def __init__(
@@ -69,7 +78,7 @@ class TextClassifier(pl.LightningModule):
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
         lr_scheduler_monitor: str = "val/loss",
         label_smoothing: float = 0.0,
-        class_weights: list[float] | None = None,
+        class_weights: list[float] | Literal["balanced"] | None = None,
         decay_embeddings: bool = False,
         label_names: list[str] | None = None,
         compile: bool = False,
@@ -77,17 +86,23 @@ class TextClassifier(pl.LightningModule):
         nonfinite_loss: Literal["stop", "skip"] = "stop",
         pretrained_embeddings: str | None = None,
         freeze_embeddings: bool = False,
+        multi_label: bool = False,
+        threshold_mode: ThresholdMode = "per_label",
     ) -> None:
         super().__init__()
         if not label_names or len(label_names) < 2:
             raise ValueError("TextClassifier needs label_names with at least two classes (the CLI links them in).")
-        if class_weights is not None and len(class_weights) != len(label_names):
+        if isinstance(class_weights, str) and class_weights != "balanced":
+            raise ValueError(f"--model.class_weights must be a list of weights or 'balanced', got {class_weights!r}.")
+        if isinstance(class_weights, list) and len(class_weights) != len(label_names):
             raise ValueError(
                 f"--model.class_weights has {len(class_weights)} values but there are {len(label_names)} classes "
                 f"({', '.join(label_names)}); give one weight per class."
             )
         if lr_scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"--model.lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}.")
+        if threshold_mode not in ("per_label", "global"):
+            raise ValueError(f"--model.threshold_mode must be 'per_label' or 'global', got {threshold_mode!r}.")
         check_policy(nonfinite_loss)
         embedding = getattr(model, "embedding", None)
         if (pretrained_embeddings or freeze_embeddings) and not isinstance(embedding, nn.Embedding):
@@ -121,21 +136,34 @@ class TextClassifier(pl.LightningModule):
         if freeze_embeddings:  # so configure_optimizers leaves the table out
             self.embedding_table().weight.requires_grad_(False)
         self.initialised_from_data = False  # set by textcls.initialisers.initialise_from_data
-        self.class_weights: torch.Tensor | None
-        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
-        self.register_buffer("class_weights", weights, persistent=False)
-
+        self.multi_label, self.threshold_mode = multi_label, threshold_mode
         num_classes = len(label_names)
-        metrics = MetricCollection(
-            {
-                "acc": MulticlassAccuracy(num_classes, average="micro"),
-                "f1": MulticlassF1Score(num_classes, average="macro"),
-            }
-        )
-        self.train_stats = TrainStats(num_classes)
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
-        self.val_acc_best = MaxMetric()
+        self.balanced_weights = class_weights == "balanced"  # counted by textcls.initialisers.initialise_from_data
+        self.class_weights: torch.Tensor | None
+        weights = torch.ones(num_classes) if self.balanced_weights else None
+        if isinstance(class_weights, list):
+            weights = torch.tensor(class_weights, dtype=torch.float32)
+        # Persistent, so test and resume weigh the loss as training did (balanced weights are not typed anywhere).
+        self.register_buffer("class_weights", weights, persistent=weights is not None)
+        if multi_label:
+            self.thresholds: torch.Tensor
+            # 0.5 until tuned on dev (MultiLabelDevMetrics.compute); persistent: prediction and export read them
+            self.register_buffer("thresholds", torch.full((num_classes,), 0.5))
+            self.train_stats: TrainStats | MultiLabelTrainStats = MultiLabelTrainStats(num_classes)
+            self.val_metrics: Any = MultiLabelDevMetrics(num_classes)
+            self.test_metrics: Any = MultiLabelTestMetrics(num_classes)
+            self.val_f1_best = MaxMetric()
+        else:
+            metrics = MetricCollection(
+                {
+                    "acc": MulticlassAccuracy(num_classes, average="micro"),
+                    "f1": MulticlassF1Score(num_classes, average="macro"),
+                }
+            )
+            self.train_stats = TrainStats(num_classes)
+            self.val_metrics = metrics.clone(prefix="val/")
+            self.test_metrics = metrics.clone(prefix="test/")
+            self.val_acc_best = MaxMetric()
         # Weighted by batch size and synced as sum and count: exact over the evaluation set even when DDP ranks hold
         # different numbers of examples (Lightning's sync_dist would average the ranks' means).
         self.val_loss = MeanMetric()
@@ -158,11 +186,12 @@ class TextClassifier(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         # (Not in setup: Lightning tells of a resume, whose checkpoint holds the weights, only after it.)
-        needs_data = self.pretrained_embeddings or getattr(self.model, "nb_weighting", False)
+        needs_data = self.pretrained_embeddings or self.balanced_weights or getattr(self.model, "nb_weighting", False)
         if needs_data and not self.initialised_from_data and self.trainer.ckpt_path is None:
             raise UserError(
-                "--model.pretrained_embeddings and nb_weighting need the training data before a fresh fit: call "
-                "textcls.initialisers.initialise_from_data(model, datamodule) before Trainer.fit (the CLI does)."
+                "--model.pretrained_embeddings, class_weights balanced and nb_weighting need the training data before "
+                "a fresh fit: call textcls.initialisers.initialise_from_data(model, datamodule) before Trainer.fit "
+                "(the CLI does)."
             )
 
     def configure_model(self) -> None:
@@ -174,6 +203,8 @@ class TextClassifier(pl.LightningModule):
         return self.model(input_ids)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.multi_label:
+            return multilabel_loss(logits, labels, self.class_weights, self.label_smoothing)
         return F.cross_entropy(logits.float(), labels, weight=self.class_weights, label_smoothing=self.label_smoothing)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
@@ -182,7 +213,7 @@ class TextClassifier(pl.LightningModule):
         if skip_nonfinite(self, loss, batch, batch_idx, self.nonfinite_loss):
             self.skipped_batches += 1
             return None  # Lightning skips backward and the optimizer step for this batch
-        self.train_stats.update(logits.detach(), batch["labels"], loss.detach())  # no per-step sync or .item()
+        self.train_stats.update(logits.detach(), batch["labels"], loss.detach(), *self._decision())  # no sync, .item()
         if loss_is_read(self.trainer, batch_idx):  # a self.log costs more than a small model's step on a CPU
             self.log("train/loss_step", loss, prog_bar=True, batch_size=len(logits))
         return loss
@@ -200,18 +231,28 @@ class TextClassifier(pl.LightningModule):
         self.val_metrics.update(logits, batch["labels"])
         self.val_loss.update(self._loss(logits, batch["labels"]), weight=len(logits))
 
+    def _decision(self) -> tuple[torch.Tensor, ...]:
+        """The extra argument of the multi-label metrics' update: the thresholds in use."""
+        return (self.thresholds,) if self.multi_label else ()
+
     def on_validation_epoch_end(self) -> None:
-        values = {**self.val_metrics.compute(), "val/loss": self.val_loss.compute()}
+        tuning = not self.trainer.sanity_checking
+        if self.multi_label:  # tunes the thresholds first (not on sanity checks), then scores at them
+            metrics = self.val_metrics.compute(self.thresholds, self.threshold_mode if tuning else None)
+        else:
+            metrics = self.val_metrics.compute()
+        values = {**metrics, "val/loss": self.val_loss.compute()}
         self.val_metrics.reset()
         self.val_loss.reset()
         self.log_dict(values, prog_bar=True, sync_dist=True, reduce_fx="max")  # synced: see on_train_epoch_end
-        if not self.trainer.sanity_checking:
-            self.val_acc_best.update(values["val/acc"])
-            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True, reduce_fx="max")
+        if tuning:
+            best, key = (self.val_f1_best, "val/f1_macro") if self.multi_label else (self.val_acc_best, "val/acc")
+            best.update(values[key])
+            self.log(f"{key}_best", best.compute(), sync_dist=True, reduce_fx="max")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"])
-        self.test_metrics.update(logits, batch["labels"])
+        self.test_metrics.update(logits, batch["labels"], *self._decision())
         self.test_loss.update(self._loss(logits, batch["labels"]), weight=len(logits))
         return logits  # for callbacks that need predictions (textcls.reporting's per-class report)
 
@@ -222,7 +263,8 @@ class TextClassifier(pl.LightningModule):
         self.test_loss.reset()
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        probs = torch.softmax(self(batch["input_ids"]).float(), dim=-1)
+        logits = self(batch["input_ids"]).float()
+        probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
         return {"index": batch["index"], "probs": probs}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -230,6 +272,9 @@ class TextClassifier(pl.LightningModule):
         checkpoint["train_stats"] = self.train_stats.summed_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.class_weights is not None and not self.balanced_weights:
+            # Typed weights come from the config, which beats the checkpoint (whose older versions did not save them).
+            checkpoint["state_dict"]["class_weights"] = self.class_weights.clone()
         # Under DDP the file holds the sum over the ranks; only rank 0 takes it back, so nothing is counted twice.
         if "train_stats" in checkpoint and self.global_rank == 0:
             self.train_stats.restore(checkpoint["train_stats"])

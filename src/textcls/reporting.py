@@ -1,8 +1,10 @@
-"""Per-class precision, recall and F1 at the end of `test`: a rich table in the terminal and, with a W&B logger, a
-per-class table and a confusion-matrix chart in the W&B run."""
+"""Per-class (multi-label: per-label) precision, recall and F1 at the end of `test`: a rich table in the terminal, a
+CSV in the run directory and, with a W&B logger, the table (single-label also a confusion-matrix chart) in the run."""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -10,9 +12,10 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from rich.console import Console
 from rich.table import Table
-from torchmetrics.classification import MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassConfusionMatrix, MultilabelStatScores
 from torchmetrics.functional.classification import multiclass_f1_score, multiclass_precision, multiclass_recall
 
+from textcls.multilabel import decide, label_stat_scores
 from textcls.tracking import wandb_loggers
 
 console = Console(highlight=False)
@@ -39,13 +42,38 @@ def per_class_scores(confusion: torch.Tensor) -> list[dict[str, float]]:
     ]
 
 
+def per_label_scores(stat_scores: torch.Tensor) -> list[dict[str, float]]:
+    """Precision, recall, F1 and support per label from torchmetrics' per-label stat scores [C, 5] (tp, fp, tn, fn,
+    support), 0 for an undefined ratio as in test/f1_macro."""
+
+    def ratio(top: torch.Tensor, bottom: torch.Tensor) -> list[float]:
+        return torch.where(bottom > 0, top / bottom.clamp(min=1), 0.0).tolist()
+
+    tp, fp, _tn, fn, support = stat_scores.double().unbind(dim=1)
+    columns = zip(
+        ratio(tp, tp + fp), ratio(tp, tp + fn), ratio(2 * tp, 2 * tp + fp + fn), support.long().tolist(), strict=True
+    )
+    return [{"precision": p, "recall": r, "f1": f, "support": s} for p, r, f, s in columns]
+
+
+def write_scores_csv(path: Path, names: list[str], scores: list[dict[str, float]], first_column: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([first_column, "precision", "recall", "f1", "support"])
+        for name, s in zip(names, scores, strict=True):
+            writer.writerow([name, s["precision"], s["recall"], s["f1"], s["support"]])
+
+
 def _label_names(pl_module: pl.LightningModule) -> list[str]:
     return list(getattr(pl_module, "label_names"))  # noqa: B009  (TextClassifier's attribute; mypy sees Module)
 
 
 class ClassificationReport(Callback):
-    """Collect a confusion matrix over the test set; at its end print per-class precision / recall / F1 and, with a
-    WandbLogger, log `test/per_class` (a table) and `test/confusion_matrix` (a chart).
+    """Collect a confusion matrix over the test set; at its end print per-class precision / recall / F1, write them
+    to `test_per_class.csv` in the run directory and, with a WandbLogger, log `test/per_class` (a table) and
+    `test/confusion_matrix` (a chart). A multi-label model: per-label counts at its thresholds, `test_per_label.csv`
+    and `test/per_label`.
 
     Args:
         max_classes_printed: above this many classes the terminal shows only the worst classes by F1.
@@ -53,11 +81,13 @@ class ClassificationReport(Callback):
 
     def __init__(self, max_classes_printed: int = 30) -> None:
         self.max_classes_printed = max_classes_printed
-        self.confusion: MulticlassConfusionMatrix | None = None
+        self.confusion: MulticlassConfusionMatrix | MultilabelStatScores | None = None
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         num_classes = len(_label_names(pl_module))
-        self.confusion = MulticlassConfusionMatrix(num_classes).to(pl_module.device)
+        multi_label = getattr(pl_module, "multi_label", False)
+        counts = label_stat_scores(num_classes) if multi_label else MulticlassConfusionMatrix(num_classes)
+        self.confusion = counts.to(pl_module.device)
 
     def on_test_batch_end(
         self,
@@ -68,20 +98,27 @@ class ClassificationReport(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if self.confusion is not None and isinstance(outputs, torch.Tensor):
+        if isinstance(self.confusion, MultilabelStatScores) and isinstance(outputs, torch.Tensor):
+            thresholds = getattr(pl_module, "thresholds")  # noqa: B009  (a multi-label TextClassifier's buffer)
+            self.confusion.update(decide(torch.sigmoid(outputs.float()), thresholds), batch["labels"].long())
+        elif self.confusion is not None and isinstance(outputs, torch.Tensor):
             self.confusion.update(outputs.argmax(dim=-1), batch["labels"])
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.confusion is None or not self.confusion.update_called:
             return
+        multi_label = isinstance(self.confusion, MultilabelStatScores)
         matrix = self.confusion.compute().cpu()  # summed over all ranks under DDP
         self.confusion = None
         if trainer.is_global_zero:
-            self._report(trainer, _label_names(pl_module), matrix)
+            self._report(trainer, _label_names(pl_module), matrix, multi_label)
 
-    def _report(self, trainer: pl.Trainer, names: list[str], matrix: torch.Tensor) -> None:
-        scores = per_class_scores(matrix)
-        self._print(names, scores)
+    def _report(self, trainer: pl.Trainer, names: list[str], matrix: torch.Tensor, multi_label: bool = False) -> None:
+        scores = per_label_scores(matrix) if multi_label else per_class_scores(matrix)
+        kind = "label" if multi_label else "class"
+        self._print(names, scores, kind)
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        write_scores_csv(run_dir / f"test_per_{kind}.csv", names, scores, kind)
         loggers = wandb_loggers(trainer)
         if not loggers:
             return
@@ -89,9 +126,13 @@ class ClassificationReport(Callback):
         from wandb.plot.custom_chart import plot_table
 
         per_class = wandb.Table(
-            columns=["class", "precision", "recall", "f1", "support"],
+            columns=[kind, "precision", "recall", "f1", "support"],
             data=[[n, s["precision"], s["recall"], s["f1"], s["support"]] for n, s in zip(names, scores, strict=True)],
         )
+        if multi_label:
+            for logger in loggers:
+                logger.experiment.log({"test/per_label": per_class, "trainer/global_step": trainer.global_step})
+            return
         cells = [[names[i], names[j], int(matrix[i, j])] for i in range(len(names)) for j in range(len(names))]
         # The same chart wandb.plot.confusion_matrix draws, built from counts (which DDP can sum) instead of
         # per-example predictions.
@@ -106,14 +147,15 @@ class ClassificationReport(Callback):
         for logger in loggers:
             logger.experiment.log(logged)
 
-    def _print(self, names: list[str], scores: list[dict[str, float]]) -> None:
+    def _print(self, names: list[str], scores: list[dict[str, float]], kind: str = "class") -> None:
         rows = list(zip(names, scores, strict=True))
-        title = "Test: per-class precision / recall / F1"
+        title = f"Test: per-{kind} precision / recall / F1"
         if len(rows) > self.max_classes_printed:
             rows = sorted(rows, key=lambda row: row[1]["f1"])[: self.max_classes_printed]
-            title += f" ({self.max_classes_printed} lowest F1 of {len(names)} classes)"
+            plural = "classes" if kind == "class" else "labels"
+            title += f" ({self.max_classes_printed} lowest F1 of {len(names)} {plural})"
         table = Table(title=title)
-        table.add_column("class")
+        table.add_column(kind)
         for column in ("precision", "recall", "f1", "support"):
             table.add_column(column, justify="right")
         for name, s in rows:

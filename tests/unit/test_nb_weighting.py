@@ -100,3 +100,18 @@ def test_fit_without_nb_weighting_and_bad_alpha_are_refused() -> None:
     for alpha in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="nb_alpha must be a positive number"):
             mlp(nb_alpha=alpha)
+
+
+def test_multi_hot_labels_count_a_text_for_each_of_its_labels() -> None:
+    model = mlp(3)
+    rows, labels = [[2, 3, 3], [2, 4], [5]], [[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+    model.fit_nb_weights([(batch(rows), torch.tensor(labels))])
+    # Texts per (token, label): 2 -> (1, 2, 0), 3 -> (1, 1, 0) (once per text), 4 -> (0, 1, 0); the unlabelled text
+    # adds nothing. With add-1 smoothing over the 12-token table the labels' totals are 14, 16 and 12.
+    by_hand = {2: math.log((3 / 16) / (1 / 12)), 3: math.log((2 / 14) / (1 / 12)), 4: math.log((2 / 16) / (1 / 14))}
+    untouched = math.log((1 / 12) / (1 / 16))  # every label's smoothing only, token 5 included
+    for token in range(VOCAB):
+        assert model.nb_unigram[token].item() == pytest.approx(by_hand.get(token, untouched), rel=1e-6)
+    without = mlp(3)
+    without.fit_nb_weights([(batch(rows[:2]), torch.tensor(labels[:2]))])
+    assert torch.equal(without.nb_unigram, model.nb_unigram)

@@ -52,9 +52,11 @@ class MLP(nn.Module):
         nb_weighting: Scale each token's and n-gram's embedding by its Naive Bayes weight before pooling, as NBSVM
             (Wang & Manning, 2012) scales its binarised features: the log-count ratio |log p(f | pos) - log p(f | neg)|
             with add-`nb_alpha` smoothing, counted once per training text; with more than two classes, the largest
-            such ratio between any two classes. Terms that separate the classes weigh more from the first step, terms
-            spread evenly (or seen once) weigh little. The weights are counted from the training data at the start of
-            a fresh fit (`fit_nb_weights`, called by TextClassifier) and saved in the checkpoint.
+            such ratio between any two classes. Multi-label: a text counts for each of its labels (none for a text
+            without a label), then the same largest ratio between any two labels. Terms that separate the classes weigh
+            more from the first step, terms spread evenly (or seen once) weigh little. The weights are counted from the
+            training data at the start of a fresh fit (`fit_nb_weights`, called by TextClassifier) and saved in the
+            checkpoint.
         nb_alpha: Add-alpha smoothing of the counts behind nb_weighting (NBSVM uses 1).
         sparse: Embedding tables get sparse gradients: a step updates only the rows of the batch (much faster for
             large n-gram tables). Needs torch.optim.Adagrad or SGD with momentum 0 (the torch optimizers that update
@@ -164,8 +166,9 @@ class MLP(nn.Module):
 
     @torch.no_grad()
     def fit_nb_weights(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Set the nb_weighting weights from (token ids [batch, seq], labels [batch]) batches of the training data:
-        how many texts of each class contain each token and n-gram, then the smoothed log-count ratios."""
+        """Set the nb_weighting weights from (token ids [batch, seq], labels [batch] or multi-hot [batch, classes])
+        batches of the training data: how many texts of each class contain each token and n-gram, then the smoothed
+        log-count ratios."""
         if self.nb_unigram is None:
             raise ValueError("fit_nb_weights needs an MLP built with nb_weighting true")
         tables = [torch.zeros(len(self.nb_unigram), self.num_classes, dtype=torch.float64)]
@@ -175,6 +178,10 @@ class MLP(nn.Module):
             input_ids, labels = input_ids.cpu(), labels.cpu()
             # each term counted once per text, as NBSVM binarises, whether or not the model pools it once (binary)
             for table, (ids, once) in zip(tables, self._terms(input_ids, dedupe=True), strict=True):
+                if labels.dim() == 2:  # multi-hot: the text's row of labels added to each of its terms
+                    texts = torch.arange(len(ids)).unsqueeze(1).expand_as(ids)
+                    table.index_add_(0, ids[once], labels[texts[once]].to(table.dtype))
+                    continue
                 rows = labels.unsqueeze(1).expand_as(ids)
                 table.index_put_((ids[once], rows[once]), torch.ones((), dtype=table.dtype), accumulate=True)
         for table, weights in zip(tables, (self.nb_unigram, self.nb_ngram), strict=False):
