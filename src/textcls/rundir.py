@@ -100,5 +100,6 @@ def print_run_summary(trainer: Any, best: bool = True) -> None:
     _console.print(f"Run directory: [bold]{trainer.default_root_dir}[/bold]", soft_wrap=True)
     if best_path:
         _console.print(
-            f"Best checkpoint: {best_path} (val/acc {float(checkpoint.best_model_score or 0):.4f})", soft_wrap=True
+            f"Best checkpoint: {best_path} ({checkpoint.monitor} {float(checkpoint.best_model_score or 0):.4f})",
+            soft_wrap=True,
         )
