@@ -1,0 +1,124 @@
+"""Multi-label prediction: the Python API returning label sets, and bad thresholds.
+
+The checkpoints are made by hand (tests/multilabel_checkpoints.py) until TextClassifier trains multi-label models.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import main_error_line
+from multilabel_checkpoints import LABELS, THRESHOLDS, as_multi_label, train_single_label
+
+from textcls.data import DataError
+from textcls.errors import UserError
+from textcls.inference import load_classifier
+
+TEXTS = ["i am so furious today", "scared and happy", "", "glad glad glad", "so furious and afraid", "mad mad", "   "]
+
+pytestmark = pytest.mark.slow  # one short fit per module
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("multilabel")
+    single = train_single_label(workdir)
+    return {"single": single, "multi": as_multi_label(single, workdir / "multilabel.ckpt")}
+
+
+def _sigmoid_of_logits(single: Path, texts: list[str]) -> np.ndarray:
+    """Reference probabilities: the same weights read as a single-label model, a sigmoid applied by hand."""
+    return 1 / (1 + np.exp(-load_classifier(single).logits(texts).astype(np.float64)))
+
+
+def test_the_api_returns_label_sets_decided_by_each_label_s_threshold(checkpoints):
+    clf = load_classifier(checkpoints["multi"])
+    assert clf.multi_label and clf.label_names == list(LABELS)
+    assert clf.thresholds == pytest.approx(THRESHOLDS)
+    expected = _sigmoid_of_logits(checkpoints["single"], TEXTS)
+    np.testing.assert_allclose(clf.predict_proba(TEXTS), expected, atol=1e-6)
+    records = clf.predict(TEXTS, batch_size=2)
+    for record, row in zip(records, expected, strict=True):
+        assert set(record) == {"labels", "probabilities"} and isinstance(record["labels"], set)
+        assert record["labels"] == {n for n, p, t in zip(LABELS, row, THRESHOLDS, strict=True) if p >= t - 1e-7}
+        assert list(record["probabilities"]) == list(LABELS)
+        np.testing.assert_allclose(list(record["probabilities"].values()), row, atol=1e-6)
+    # the per-label thresholds matter: the test texts get different sets, the empty one included
+    sets = [frozenset(r["labels"]) for r in records]
+    assert len(set(sets)) >= 3 and frozenset() in sets and max(map(len, sets)) >= 2, sets
+    assert [r["labels"] for r in clf.predict(TEXTS, threshold=0.5)] != [set(s) for s in sets]
+
+
+def test_threshold_overrides_every_label_and_top_k_still_works(checkpoints):
+    clf = load_classifier(checkpoints["multi"])
+    probs = clf.predict_proba(TEXTS)
+    assert all(r["labels"] == set(LABELS) for r in clf.predict(TEXTS, threshold=0.0))
+    assert all(r["labels"] == set() for r in clf.predict(TEXTS, threshold=1.0))
+    for record, row in zip(clf.predict(TEXTS, threshold=0.45), probs.tolist(), strict=True):
+        assert record["labels"] == {n for n, p in zip(LABELS, row, strict=True) if p >= 0.45}
+    full = clf.predict(TEXTS)
+    for top, whole, row in zip(clf.predict(TEXTS, top_k=2), full, probs.tolist(), strict=True):
+        ranked = sorted(zip(LABELS, row, strict=True), key=lambda item: -item[1])[:2]
+        assert list(top["probabilities"]) == [name for name, _ in ranked]
+        assert list(top["probabilities"].values()) == pytest.approx([p for _, p in ranked])
+        assert top["labels"] == whole["labels"]  # top_k trims the probabilities shown, not the decision
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, math.nan, math.inf, True, "0.5"])
+def test_a_threshold_outside_0_1_is_refused(checkpoints, bad):
+    with pytest.raises(DataError, match="threshold must be"):
+        load_classifier(checkpoints["multi"]).predict(TEXTS, threshold=bad)
+
+
+def test_single_label_models_refuse_a_threshold_and_keep_their_records(checkpoints):
+    clf = load_classifier(checkpoints["single"])
+    assert not clf.multi_label and clf.thresholds is None
+    with pytest.raises(DataError, match="threshold applies to multi-label models only; this model is single-label"):
+        clf.predict(TEXTS, threshold=0.5)
+    for record in clf.predict(TEXTS):
+        assert list(record) == ["label", "probability", "probabilities"]
+        assert record["probability"] == max(record["probabilities"].values())
+
+
+def _predict(checkpoint: Path, texts: Path, tmp_path: Path, *more: str) -> list[str]:
+    return ["predict", "--ckpt_path", str(checkpoint), "--data.predict_file", str(texts),
+            "--runs_root", str(tmp_path / "runs"), *more]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "expected"),
+    [
+        ([0.3, 1.2, 0.5], "threshold 1 must be from 0 to 1, got 1.2"),
+        ([-0.5, 0.5, 0.5], "threshold 0 must be from 0 to 1"),
+        ([0.5, 0.5], "must be 3 numbers (one per label), got 2 values"),
+        (torch.full((3, 1), 0.5), "without its per-label thresholds"),
+        (torch.tensor([1, 0, 1]), "without its per-label thresholds"),
+        (None, "without its per-label thresholds ('thresholds': NoneType)"),
+    ],
+)
+def test_bad_thresholds_in_a_checkpoint_are_one_line_naming_the_file(
+    checkpoints, tmp_path, monkeypatch, capsys, thresholds, expected
+):
+    bad = as_multi_label(checkpoints["single"], tmp_path / "bad-thresholds.ckpt", thresholds)
+    with pytest.raises(UserError) as caught:
+        load_classifier(bad)
+    assert expected in str(caught.value) and "bad-thresholds.ckpt" in str(caught.value)
+    monkeypatch.chdir(tmp_path)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("i am so glad\n")
+    line = main_error_line(capsys, _predict(bad, texts, tmp_path))
+    assert expected in line and "bad-thresholds.ckpt" in line
+    assert not any((tmp_path / "runs").glob("*/*")), "nothing may be written"
+
+
+def test_model_and_data_disagreeing_on_multi_label_is_refused(checkpoints, tmp_path):
+    bad = as_multi_label(checkpoints["single"], tmp_path / "half.ckpt")
+    checkpoint = torch.load(bad, weights_only=True)
+    checkpoint["TextDataModule"]["multi_label"] = False
+    torch.save(checkpoint, bad)
+    with pytest.raises(UserError, match=r"'.*half\.ckpt' is inconsistent: its model says multi_label=True"):
+        load_classifier(bad)
