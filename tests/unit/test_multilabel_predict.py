@@ -1,22 +1,28 @@
-"""Multi-label prediction: the Python API returning label sets, and bad thresholds.
+"""Multi-label prediction: the Python API returning label sets, `textcls predict`'s CSV, and bad thresholds.
 
 The checkpoints are made by hand (tests/multilabel_checkpoints.py) until TextClassifier trains multi-label models.
 """
 
 from __future__ import annotations
 
+import csv
+import inspect
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from helpers import main_error_line
 from multilabel_checkpoints import LABELS, THRESHOLDS, as_multi_label, train_single_label
 
+from textcls.callbacks import PredictionWriter
+from textcls.cli import main
 from textcls.data import DataError
 from textcls.errors import UserError
 from textcls.inference import load_classifier
+from textcls.module import TextClassifier
 
 TEXTS = ["i am so furious today", "scared and happy", "", "glad glad glad", "so furious and afraid", "mad mad", "   "]
 
@@ -122,3 +128,91 @@ def test_model_and_data_disagreeing_on_multi_label_is_refused(checkpoints, tmp_p
     torch.save(checkpoint, bad)
     with pytest.raises(UserError, match=r"'.*half\.ckpt' is inconsistent: its model says multi_label=True"):
         load_classifier(bad)
+
+
+@pytest.mark.parametrize(
+    ("more", "expected"),
+    [
+        (["--predictions.threshold", "1.5"], "1.5 is out of range (--predictions.threshold): expected a number from 0"),
+        (["--predictions.threshold", "-0.2"], "(--predictions.threshold): expected a number from 0 to 1"),
+        (["--predictions.threshold", "0.5"], "--predictions.threshold applies to multi-label models only"),
+    ],
+)
+def test_predict_refuses_a_bad_or_single_label_threshold(checkpoints, tmp_path, monkeypatch, capsys, more, expected):
+    monkeypatch.chdir(tmp_path)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("i am so glad\n")
+    line = main_error_line(capsys, _predict(checkpoints["single"], texts, tmp_path, *more))
+    assert expected in line, line
+    assert not any((tmp_path / "runs").glob("*/*")), "nothing may be written"
+
+
+class _MultiLabelStandIn(pl.LightningModule):
+    """The predict side of a multi-label TextClassifier per the contract: `label_names`, `multi_label`, a
+    `thresholds` buffer, and predict_step giving sigmoid probabilities (the network is the checkpoint's own)."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__()
+        clf = load_classifier(checkpoint)
+        self.model, self.label_names, self.multi_label = clf.model, clf.label_names, True
+        self.register_buffer("thresholds", torch.tensor(clf.thresholds, dtype=torch.float32))
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return {"index": batch["index"], "probs": torch.sigmoid(self.model(batch["input_ids"]))}
+
+
+def _write_predictions(checkpoint: Path, tmp_path: Path, **writer_args) -> list[dict[str, str]]:
+    clf = load_classifier(checkpoint)
+    batches = [
+        {"input_ids": clf.encode(TEXTS[start : start + 3]), "index": torch.arange(start, min(start + 3, len(TEXTS)))}
+        for start in range(0, len(TEXTS), 3)
+    ]
+    writer = PredictionWriter(**writer_args)
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path, logger=False, callbacks=[writer], accelerator="cpu", devices=1,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)  # the batches as they are
+    trainer.predict(_MultiLabelStandIn(checkpoint), dataloaders=loader, return_predictions=False)
+    return list(csv.DictReader((tmp_path / "predictions.csv").open(encoding="utf-8")))
+
+
+def test_prediction_csv_holds_the_label_set_and_every_probability(checkpoints, tmp_path):
+    clf = load_classifier(checkpoints["multi"])
+    rows = _write_predictions(checkpoints["multi"], tmp_path / "all")
+    assert list(rows[0]) == ["id", "labels", *(f"p_{n}" for n in LABELS)]
+    for row, want in zip(rows, clf.predict(TEXTS), strict=True):
+        assert set(filter(None, row["labels"].split("|"))) == want["labels"]
+        assert row["labels"] == "|".join(n for n in LABELS if n in want["labels"])  # in label order
+        got = [float(row[f"p_{n}"]) for n in LABELS]
+        np.testing.assert_allclose(got, list(want["probabilities"].values()), atol=1e-6)
+    assert any(row["labels"] == "" for row in rows) and any("|" in row["labels"] for row in rows)
+
+    top = _write_predictions(checkpoints["multi"], tmp_path / "top", top_k=2, threshold=0.45)
+    assert list(top[0]) == ["id", "labels", "label", "probability", "label_2", "probability_2"]
+    for row, want in zip(top, clf.predict(TEXTS, top_k=2, threshold=0.45), strict=True):
+        assert set(filter(None, row["labels"].split("|"))) == want["labels"]
+        (first, p1), (second, p2) = want["probabilities"].items()
+        assert (row["label"], row["label_2"]) == (first, second)
+        assert [float(row["probability"]), float(row["probability_2"])] == pytest.approx([p1, p2], abs=1e-6)
+
+
+def test_a_kept_column_named_labels_clashes_with_the_label_set(checkpoints, tmp_path):
+    with pytest.raises(UserError, match=r"predictions\.csv has a column 'labels' of its own"):
+        _write_predictions(checkpoints["multi"], tmp_path, keep_columns=["labels"])
+
+
+@pytest.mark.skipif(
+    "multi_label" not in inspect.signature(TextClassifier.__init__).parameters,
+    reason="needs TextClassifier(multi_label=...) from the module side of issue 15",
+)
+def test_predict_command_writes_label_sets(checkpoints, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n")
+    main(_predict(checkpoints["multi"], texts, tmp_path, "--predictions.threshold", "0.45"))
+    rows = list(csv.DictReader(next((tmp_path / "runs").glob("*/*-predict/predictions.csv")).open()))
+    clf = load_classifier(checkpoints["multi"])
+    assert list(rows[0]) == ["id", "labels", *(f"p_{n}" for n in LABELS)]
+    for row, want in zip(rows, clf.predict(TEXTS, threshold=0.45), strict=True):
+        assert set(filter(None, row["labels"].split("|"))) == want["labels"]
