@@ -210,9 +210,13 @@ def test_predict_command_writes_label_sets(checkpoints, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(TEXTS) + "\n")
-    main(_predict(checkpoints["multi"], texts, tmp_path, "--predictions.threshold", "0.45"))
-    rows = list(csv.DictReader(next((tmp_path / "runs").glob("*/*-predict/predictions.csv")).open()))
     clf = load_classifier(checkpoints["multi"])
-    assert list(rows[0]) == ["id", "labels", *(f"p_{n}" for n in LABELS)]
-    for row, want in zip(rows, clf.predict(TEXTS, threshold=0.45), strict=True):
-        assert set(filter(None, row["labels"].split("|"))) == want["labels"]
+    for i, (more, expected) in enumerate(
+        [([], clf.predict(TEXTS)), (["--predictions.threshold", "0.45"], clf.predict(TEXTS, threshold=0.45))]
+    ):
+        main(_predict(checkpoints["multi"], texts, tmp_path / str(i), *more))
+        rows = list(csv.DictReader(next((tmp_path / str(i) / "runs").glob("*/*-predict/predictions.csv")).open()))
+        assert list(rows[0]) == ["id", "labels", *(f"p_{n}" for n in LABELS)]
+        assert [set(filter(None, row["labels"].split("|"))) for row in rows] == [r["labels"] for r in expected]
+        got = [[float(row[f"p_{n}"]) for n in LABELS] for row in rows]
+        np.testing.assert_allclose(got, [list(r["probabilities"].values()) for r in expected], atol=1e-6)
