@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 from pathlib import Path
@@ -39,15 +40,16 @@ class EpochSummary(Callback):
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Write `predictions.csv` into the run directory, one row per input text in input order.
+    """Write `predictions.csv` into the run directory, one row per input text in input order (a `filename` ending
+    in `.jsonl` writes JSON Lines instead: one object per row, with the same keys).
 
     Columns: id (the row number), label, probability (of the predicted label), then one `p_<class>` column per
     class, or with `top_k` the next most probable labels instead (`label_2`, `probability_2`, ... `label_k`,
     `probability_k`). `keep_columns` puts input columns first; a kept `id` column replaces the row number.
 
     For a multi-label model: id, `labels` (the predicted labels in label order joined by `|`, empty when none reaches
-    its threshold), then one `p_<label>` column per label, or with `top_k` the k most probable labels and their
-    probabilities instead (`label`, `probability`, `label_2`, `probability_2`, ...).
+    its threshold; in JSON Lines a list), then one `p_<label>` column per label, or with `top_k` the k most probable
+    labels and their probabilities instead (`label`, `probability`, `label_2`, `probability_2`, ...).
 
     Rows are streamed batch by batch to temporary files that are renamed only when every batch is written, so an
     interrupted or failed run never leaves a partial file under the final name (and no temporary file either). Under
@@ -56,7 +58,7 @@ class PredictionWriter(BasePredictionWriter):
     Probabilities that are not finite (a damaged or diverged checkpoint) stop the run with one line, nothing written.
 
     Args:
-        filename: name of the CSV inside the run directory.
+        filename: name of the CSV inside the run directory (ending in .jsonl: JSON Lines).
         top_k: write the k most probable labels and their probabilities instead of every class's probability.
         keep_columns: input columns of the predict file to carry into the CSV, e.g. [id]; unset keeps none.
         threshold: multi-label models only: one probability (0 to 1) every label needs, instead of the per-label
@@ -77,12 +79,13 @@ class PredictionWriter(BasePredictionWriter):
         if problem is not None:
             raise ValueError(f"--predictions.threshold {problem}.")
         self.filename = filename
+        self._json_lines = Path(filename).suffix.lower() == ".jsonl"
         self.top_k = top_k
         self.keep_columns = list(keep_columns or [])
         self.threshold = threshold
         self._thresholds: torch.Tensor | None = None  # per label, float64; None for a single-label model
         self.path: Path | None = None
-        self._writer: pacsv.CSVWriter | pa.ipc.RecordBatchFileWriter | None = None
+        self._writer: pacsv.CSVWriter | pa.ipc.RecordBatchFileWriter | _JsonLinesWriter | None = None
         self._tmp: Path | None = None
         self._distributed = False
         self._kept: pa.Table | None = None
@@ -175,6 +178,9 @@ class PredictionWriter(BasePredictionWriter):
             if self._writer is None:
                 if self._distributed:
                     self._writer = pa.ipc.new_file(str(self._tmp), table.schema)
+                elif self._json_lines:
+                    assert self._tmp is not None
+                    self._writer = _JsonLinesWriter(self._tmp)
                 else:
                     self._writer = pacsv.CSVWriter(str(self._tmp), table.schema)
             self._writer.write_table(table)
@@ -209,10 +215,12 @@ class PredictionWriter(BasePredictionWriter):
         if "id" not in self.keep_columns:
             columns["id"] = pa.array(rows)
         if self._thresholds is not None:
-            chosen = (probs.double() >= self._thresholds).tolist()
-            columns["labels"] = pa.array(
-                [LABEL_JOIN.join(n for n, yes in zip(names, row, strict=True) if yes) for row in chosen], pa.string()
-            )
+            decided = (probs.double() >= self._thresholds).tolist()
+            chosen = [[n for n, yes in zip(names, row, strict=True) if yes] for row in decided]
+            if self._json_lines:
+                columns["labels"] = pa.array(chosen, pa.list_(pa.string()))
+            else:
+                columns["labels"] = pa.array([LABEL_JOIN.join(row) for row in chosen], pa.string())
         if self._thresholds is None or self.top_k is not None:
             columns["label"] = pa.array([names[i] for i in top[:, 0].tolist()], pa.string())
             columns["probability"] = pa.array(top_prob[:, 0].numpy())
@@ -289,7 +297,15 @@ class PredictionWriter(BasePredictionWriter):
             keep[1:] = rows[1:] != rows[:-1]
             tmp = self._tmp_csv()
             try:
-                pacsv.write_csv(merged.filter(pa.array(keep)).drop_columns([_ROW]), str(tmp))
+                rows_table = merged.filter(pa.array(keep)).drop_columns([_ROW])
+                if self._json_lines:
+                    writer = _JsonLinesWriter(tmp)
+                    try:
+                        writer.write_table(rows_table)
+                    finally:
+                        writer.close()
+                else:
+                    pacsv.write_csv(rows_table, str(tmp))
                 os.replace(tmp, self.path)
             finally:
                 tmp.unlink(missing_ok=True)
@@ -298,6 +314,22 @@ class PredictionWriter(BasePredictionWriter):
 _ROW = "__row__"  # the row number in the per-rank parts, which the merge sorts by and drops
 LABEL_JOIN = "|"  # between a multi-label row's labels in predictions.csv (the usual --data.label_separator)
 _WRITE_TODO = "free space there or pass --runs_root a writable disk with room"
+
+
+class _JsonLinesWriter:
+    """predictions.jsonl, written like pyarrow's CSVWriter: a table at a time, one JSON object per row."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed by close(), like the CSV writer)
+
+    def write_table(self, table: pa.Table) -> None:
+        for batch in table.to_batches(max_chunksize=4096):
+            # default=str: kept input columns may hold dates or decimals, which JSON has no type for
+            lines = (json.dumps(row, ensure_ascii=False, default=str) for row in batch.to_pylist())
+            self._handle.write("".join(line + "\n" for line in lines))
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 def _is_multi_label(pl_module: pl.LightningModule) -> bool:

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import csv
 import inspect
+import json
 import math
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import main_error_line
+from helpers import TEXTCLS, main_error_line
 from multilabel_checkpoints import LABELS, THRESHOLDS, as_multi_label, train_single_label
 
 from textcls.callbacks import PredictionWriter
@@ -174,7 +176,13 @@ def _write_predictions(checkpoint: Path, tmp_path: Path, **writer_args) -> list[
     )  # fmt: skip
     loader = torch.utils.data.DataLoader(batches, batch_size=None)  # the batches as they are
     trainer.predict(_MultiLabelStandIn(checkpoint), dataloaders=loader, return_predictions=False)
-    return list(csv.DictReader((tmp_path / "predictions.csv").open(encoding="utf-8")))
+    return _read(tmp_path / writer.filename)
+
+
+def _read(path: Path) -> list[dict]:
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return list(csv.DictReader(path.open(encoding="utf-8")))
 
 
 def test_prediction_csv_holds_the_label_set_and_every_probability(checkpoints, tmp_path):
@@ -195,6 +203,40 @@ def test_prediction_csv_holds_the_label_set_and_every_probability(checkpoints, t
         (first, p1), (second, p2) = want["probabilities"].items()
         assert (row["label"], row["label_2"]) == (first, second)
         assert [float(row["probability"]), float(row["probability_2"])] == pytest.approx([p1, p2], abs=1e-6)
+
+
+def test_prediction_json_lines_hold_the_label_set_as_a_list(checkpoints, tmp_path):
+    clf = load_classifier(checkpoints["multi"])
+    rows = _write_predictions(checkpoints["multi"], tmp_path, filename="predictions.jsonl")
+    assert [list(row) for row in rows] == [["id", "labels", *(f"p_{n}" for n in LABELS)]] * len(TEXTS)
+    for i, (row, want) in enumerate(zip(rows, clf.predict(TEXTS), strict=True)):
+        assert row["id"] == i and row["labels"] == [n for n in LABELS if n in want["labels"]]
+        np.testing.assert_allclose([row[f"p_{n}"] for n in LABELS], list(want["probabilities"].values()), atol=1e-6)
+    assert [] in [row["labels"] for row in rows]
+
+
+def test_single_label_json_lines_also_under_ddp(checkpoints, tmp_path):
+    # The single-label keys, written by one process and merged from two DDP ranks' parts alike.
+    lines = [f"i am so {word} today" for word in ("glad", "mad", "scared", "happy")] * 5
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(lines) + "\n")
+    clf = load_classifier(checkpoints["single"])
+    for devices in ("1", "2"):
+        result = subprocess.run(
+            [TEXTCLS, *_predict(checkpoints["single"], texts, tmp_path / devices), "--trainer.accelerator", "cpu",
+             "--trainer.devices", devices, "--trainer.strategy", "ddp" if devices == "2" else "auto",
+             "--data.eval_batch_size", "4", "--predictions.filename", "predictions.jsonl",
+             "--trainer.enable_progress_bar", "false"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        (run_dir,) = (tmp_path / devices / "runs").glob("*/*-predict")
+        assert sorted(p.name for p in run_dir.glob("*predictions*")) == ["predictions.jsonl"]
+        rows = _read(run_dir / "predictions.jsonl")
+        assert [row["id"] for row in rows] == list(range(len(lines)))
+        for row, want in zip(rows, clf.predict(lines), strict=True):
+            assert list(row) == ["id", "label", "probability", *(f"p_{n}" for n in LABELS)]
+            assert row["label"] == want["label"] and row["probability"] == pytest.approx(want["probability"], abs=1e-6)
 
 
 def test_a_kept_column_named_labels_clashes_with_the_label_set(checkpoints, tmp_path):
