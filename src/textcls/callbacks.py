@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 from pathlib import Path
@@ -18,6 +19,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
 
 from textcls.errors import UserError, environment_error, user_error
+from textcls.records import threshold_problem
 
 console = Console(highlight=False)
 
@@ -38,11 +40,16 @@ class EpochSummary(Callback):
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Write `predictions.csv` into the run directory, one row per input text in input order.
+    """Write `predictions.csv` into the run directory, one row per input text in input order (a `filename` ending
+    in `.jsonl` writes JSON Lines instead: one object per row, with the same keys).
 
     Columns: id (the row number), label, probability (of the predicted label), then one `p_<class>` column per
     class, or with `top_k` the next most probable labels instead (`label_2`, `probability_2`, ... `label_k`,
     `probability_k`). `keep_columns` puts input columns first; a kept `id` column replaces the row number.
+
+    For a multi-label model: id, `labels` (the predicted labels in label order joined by `|`, empty when none reaches
+    its threshold; in JSON Lines a list), then one `p_<label>` column per label, or with `top_k` the k most probable
+    labels and their probabilities instead (`label`, `probability`, `label_2`, `probability_2`, ...).
 
     Rows are streamed batch by batch to temporary files that are renamed only when every batch is written, so an
     interrupted or failed run never leaves a partial file under the final name (and no temporary file either). Under
@@ -51,22 +58,34 @@ class PredictionWriter(BasePredictionWriter):
     Probabilities that are not finite (a damaged or diverged checkpoint) stop the run with one line, nothing written.
 
     Args:
-        filename: name of the CSV inside the run directory.
+        filename: name of the CSV inside the run directory (ending in .jsonl: JSON Lines).
         top_k: write the k most probable labels and their probabilities instead of every class's probability.
         keep_columns: input columns of the predict file to carry into the CSV, e.g. [id]; unset keeps none.
+        threshold: multi-label models only: one probability (0 to 1) every label needs, instead of the per-label
+            thresholds tuned on the validation split and stored in the checkpoint.
     """
 
     def __init__(
-        self, filename: str = "predictions.csv", top_k: int | None = None, keep_columns: list[str] | None = None
+        self,
+        filename: str = "predictions.csv",
+        top_k: int | None = None,
+        keep_columns: list[str] | None = None,
+        threshold: float | None = None,
     ) -> None:
         super().__init__(write_interval="batch")
         if top_k is not None and top_k < 1:
             raise ValueError(f"--predictions.top_k must be a positive integer, got {top_k}.")
+        problem = None if threshold is None else threshold_problem(threshold)
+        if problem is not None:
+            raise ValueError(f"--predictions.threshold {problem}.")
         self.filename = filename
+        self._json_lines = Path(filename).suffix.lower() == ".jsonl"
         self.top_k = top_k
         self.keep_columns = list(keep_columns or [])
+        self.threshold = threshold
+        self._thresholds: torch.Tensor | None = None  # per label, float64; None for a single-label model
         self.path: Path | None = None
-        self._writer: pacsv.CSVWriter | pa.ipc.RecordBatchFileWriter | None = None
+        self._writer: pacsv.CSVWriter | pa.ipc.RecordBatchFileWriter | _JsonLinesWriter | None = None
         self._tmp: Path | None = None
         self._distributed = False
         self._kept: pa.Table | None = None
@@ -76,7 +95,14 @@ class PredictionWriter(BasePredictionWriter):
         # Before the other callbacks' setup writes config.yaml, so a bad column leaves no run directory behind.
         if stage != "predict":
             return
-        self._check_names(list(getattr(pl_module, "label_names")))  # noqa: B009 (LightningModule attrs are loosely typed)
+        if self.threshold is not None and not _is_multi_label(pl_module):
+            raise user_error(
+                "--predictions.threshold applies to multi-label models only",
+                f"--predictions.threshold {self.threshold}",
+                "this checkpoint is single-label (the most probable label wins): leave it out",
+            )
+        names = list(getattr(pl_module, "label_names"))  # noqa: B009 (LightningModule attrs are loosely typed)
+        self._check_names(names, _is_multi_label(pl_module))
         self._kept = self._input_columns(trainer) if self.keep_columns else None
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -85,14 +111,28 @@ class PredictionWriter(BasePredictionWriter):
         self.path = Path(path)
         self._distributed = trainer.world_size > 1
         self._writer, self._failure = None, None
+        self._thresholds = self._decision_thresholds(pl_module)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise environment_error(err, "write the predictions", self.path.parent, _WRITE_TODO) from None
         self._tmp = self._part(trainer.global_rank) if self._distributed else self._tmp_csv()
 
-    def _check_names(self, names: list[str]) -> None:
-        ours = {"label", "probability", *(f"p_{n}" for n in names)}
+    def _decision_thresholds(self, pl_module: pl.LightningModule) -> torch.Tensor | None:
+        # Read when predicting starts: the checkpoint's weights (and its tuned `thresholds` buffer) are loaded by then.
+        if not _is_multi_label(pl_module):
+            return None
+        num_labels = len(getattr(pl_module, "label_names"))  # noqa: B009
+        if self.threshold is not None:
+            return torch.full((num_labels,), float(self.threshold), dtype=torch.float64)
+        tuned = getattr(pl_module, "thresholds", None)
+        if not torch.is_tensor(tuned):  # a module without the buffer: the untuned default
+            return torch.full((num_labels,), 0.5, dtype=torch.float64)
+        # float64, as the Python API compares: a probability exactly at a threshold is decided alike everywhere
+        return torch.tensor(tuned.detach().cpu().tolist(), dtype=torch.float64)
+
+    def _check_names(self, names: list[str], multi_label: bool = False) -> None:
+        ours = {"label", "probability", *(f"p_{n}" for n in names), *(["labels"] if multi_label else [])}
         ours |= {f"{c}_{k}" for c in ("label", "probability") for k in range(2, len(names) + 1)}
         clash = [c for c in self.keep_columns if c in ours]
         if clash:
@@ -138,6 +178,9 @@ class PredictionWriter(BasePredictionWriter):
             if self._writer is None:
                 if self._distributed:
                     self._writer = pa.ipc.new_file(str(self._tmp), table.schema)
+                elif self._json_lines:
+                    assert self._tmp is not None
+                    self._writer = _JsonLinesWriter(self._tmp)
                 else:
                     self._writer = pacsv.CSVWriter(str(self._tmp), table.schema)
             self._writer.write_table(table)
@@ -171,8 +214,16 @@ class PredictionWriter(BasePredictionWriter):
             columns.update({name: self._kept[name].take(pa.array(rows)) for name in self.keep_columns})
         if "id" not in self.keep_columns:
             columns["id"] = pa.array(rows)
-        columns["label"] = pa.array([names[i] for i in top[:, 0].tolist()], pa.string())
-        columns["probability"] = pa.array(top_prob[:, 0].numpy())
+        if self._thresholds is not None:
+            decided = (probs.double() >= self._thresholds).tolist()
+            chosen = [[n for n, yes in zip(names, row, strict=True) if yes] for row in decided]
+            if self._json_lines:
+                columns["labels"] = pa.array(chosen, pa.list_(pa.string()))
+            else:
+                columns["labels"] = pa.array([LABEL_JOIN.join(row) for row in chosen], pa.string())
+        if self._thresholds is None or self.top_k is not None:
+            columns["label"] = pa.array([names[i] for i in top[:, 0].tolist()], pa.string())
+            columns["probability"] = pa.array(top_prob[:, 0].numpy())
         if self.top_k is None:
             for i, name in enumerate(names):
                 columns[f"p_{name}"] = pa.array(probs[:, i].numpy())
@@ -246,14 +297,46 @@ class PredictionWriter(BasePredictionWriter):
             keep[1:] = rows[1:] != rows[:-1]
             tmp = self._tmp_csv()
             try:
-                pacsv.write_csv(merged.filter(pa.array(keep)).drop_columns([_ROW]), str(tmp))
+                rows_table = merged.filter(pa.array(keep)).drop_columns([_ROW])
+                if self._json_lines:
+                    writer = _JsonLinesWriter(tmp)
+                    try:
+                        writer.write_table(rows_table)
+                    finally:
+                        writer.close()
+                else:
+                    pacsv.write_csv(rows_table, str(tmp))
                 os.replace(tmp, self.path)
             finally:
                 tmp.unlink(missing_ok=True)
 
 
 _ROW = "__row__"  # the row number in the per-rank parts, which the merge sorts by and drops
+LABEL_JOIN = "|"  # between a multi-label row's labels in predictions.csv (the usual --data.label_separator)
 _WRITE_TODO = "free space there or pass --runs_root a writable disk with room"
+
+
+class _JsonLinesWriter:
+    """predictions.jsonl, written like pyarrow's CSVWriter: a table at a time, one JSON object per row."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed by close(), like the CSV writer)
+
+    def write_table(self, table: pa.Table) -> None:
+        for batch in table.to_batches(max_chunksize=4096):
+            # default=str: kept input columns may hold dates or decimals, which JSON has no type for
+            lines = (json.dumps(row, ensure_ascii=False, default=str) for row in batch.to_pylist())
+            self._handle.write("".join(line + "\n" for line in lines))
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _is_multi_label(pl_module: pl.LightningModule) -> bool:
+    flag = getattr(pl_module, "multi_label", None)
+    if flag is None:
+        flag = getattr(pl_module, "hparams", {}).get("multi_label", False)
+    return bool(flag)
 
 
 def _gather_failures(failure: UserError | None) -> list[UserError]:

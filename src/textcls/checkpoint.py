@@ -19,9 +19,12 @@ import torch
 from torch import nn
 
 from textcls.errors import UserError
+from textcls.records import thresholds_problem
 
 # Lightning stores `datamodule.state_dict()` under the DataModule's class name (tested against TextDataModule).
 DATA_STATE_KEY = "TextDataModule"
+# The multi-label module's buffer of per-label decision thresholds (in its state_dict, so every checkpoint has it).
+THRESHOLDS_KEY = "thresholds"
 
 #: classes of textcls itself that a checkpoint may name
 TEXTCLS_CLASSES = ("textcls.models.TextCNN", "textcls.models.MLP", "textcls.optim.WarmupCosine")
@@ -152,6 +155,7 @@ def check_consistency(checkpoint: Mapping[str, Any], path: str | Path) -> None:
     state = checkpoint.get("state_dict")
     if not isinstance(state, Mapping) or not state:
         raise UserError(f"checkpoint '{path}' has no weights (empty state_dict); pass a checkpoint of `textcls fit`.")
+    _check_multi_label(checkpoint, state, names, path)
     for key, tensor in state.items():
         if not torch.is_tensor(tensor):
             raise UserError(f"checkpoint '{path}' is damaged: its weight {key!r} is not a tensor.")
@@ -160,6 +164,30 @@ def check_consistency(checkpoint: Mapping[str, Any], path: str | Path) -> None:
                 f"checkpoint '{path}' holds non-finite weights (NaN or inf in {key!r}); it would predict nothing "
                 "meaningful. Use an earlier checkpoint of that run, or retrain with a lower --model.optimizer.lr."
             )
+
+
+def _check_multi_label(checkpoint: Mapping[str, Any], state: Mapping[str, Any], names: list, path: str | Path) -> None:
+    """A multi-label checkpoint says so in its hyper-parameters and its data state alike, and carries one decision
+    threshold from 0 to 1 per label: prediction, export and serving trust them."""
+    flag = (checkpoint.get("hyper_parameters") or {}).get("multi_label", False)
+    data_flag = checkpoint[DATA_STATE_KEY].get("multi_label", False)
+    if not isinstance(flag, bool) or not isinstance(data_flag, bool) or flag != data_flag:
+        raise UserError(
+            f"checkpoint '{path}' is inconsistent: its model says multi_label={flag!r} but its data settings say "
+            f"{data_flag!r}; retrain it with `textcls fit`."
+        )
+    if not flag:
+        return
+    tensor = state.get(THRESHOLDS_KEY)
+    if not torch.is_tensor(tensor) or not tensor.is_floating_point() or tensor.dim() != 1:
+        found = f"{tuple(tensor.shape)} {tensor.dtype}" if torch.is_tensor(tensor) else type(tensor).__name__
+        raise UserError(
+            f"checkpoint '{path}' is a multi-label model without its per-label thresholds ({THRESHOLDS_KEY!r}: "
+            f"{found}); retrain it with `textcls fit`."
+        )
+    problem = thresholds_problem(tensor.tolist(), len(names))
+    if problem is not None:
+        raise UserError(f"checkpoint '{path}' is inconsistent: {problem}; retrain it with `textcls fit`.")
 
 
 def check_weights_fit(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str | Path, prefix: str) -> None:

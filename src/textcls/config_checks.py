@@ -252,6 +252,7 @@ def _check_monitors(config: Namespace) -> None:
 
 def _check_predictions(predictions: Namespace) -> None:
     _require("--predictions.top_k", predictions.get("top_k"), lambda v: v >= 1, "1 or more")
+    _require("--predictions.threshold", predictions.get("threshold"), lambda v: 0 <= v <= 1, "a number from 0 to 1")
     keep = predictions.get("keep_columns") or []
     repeated = sorted({name for name in keep if list(keep).count(name) > 1})
     if repeated:

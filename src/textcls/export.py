@@ -3,6 +3,10 @@
 The directory holds `model.onnx` (token ids -> logits, dynamic batch and sequence axes), `tokenizer.json` (a
 `tokenizers` file with truncation and padding already switched on, so `encode_batch` yields the model's input) and
 `labels.json` (class names in logit order), plus a short README.txt.
+
+A multi-label model's graph ends in the sigmoid and outputs `probabilities`, one per label; its labels.json is an
+object, `{"multi_label": true, "labels": [...], "thresholds": [...]}`, with the decision threshold of each label. A
+single-label labels.json stays a plain list of names, so readers written for it keep working.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from textcls.inference import Classifier, load_classifier
 
 console = Console(highlight=False)
 ONNX_INPUT, ONNX_OUTPUT = "input_ids", "logits"
-# ONNX Runtime and PyTorch sum in different orders; 1e-4 on logits is far below anything that changes a prediction.
+ONNX_PROBABILITIES = "probabilities"  # a multi-label graph's output
+# ONNX Runtime and PyTorch sum in different orders; 1e-4 on logits (or on a multi-label model's probabilities) is
+# far below anything that changes a prediction.
 PARITY_TOLERANCE = 1e-4
 _OUTPUT_FILES = ("model.onnx", "tokenizer.json", "labels.json", "README.txt")
 _WRITE_TODO = "free space there or pass --output a writable directory with room"
@@ -39,17 +45,19 @@ class PaddedForExport(nn.Module):
 
     TextCNN pads short batches itself, but with a Python `if` on the sequence length, which a traced graph freezes
     to the example's answer. Padding unconditionally changes nothing (both models ignore padding) and keeps the
-    graph valid for every sequence length.
+    graph valid for every sequence length. With `sigmoid`, the graph gives each label's probability (multi-label).
     """
 
-    def __init__(self, model: nn.Module, pad_id: int) -> None:
+    def __init__(self, model: nn.Module, pad_id: int, sigmoid: bool = False) -> None:
         super().__init__()
         self.model = model
         self.pad_id = pad_id
         self.extra = max(getattr(model, "kernel_sizes", None) or [1])
+        self.sigmoid = sigmoid
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(F.pad(input_ids, (0, self.extra), value=self.pad_id))
+        scores = self.model(F.pad(input_ids, (0, self.extra), value=self.pad_id))
+        return torch.sigmoid(scores) if self.sigmoid else scores
 
 
 def export(
@@ -69,7 +77,7 @@ def export(
         max_length: truncation length written into tokenizer.json; unset takes the training `--data.max_length`
             recorded in the checkpoint.
         opset: ONNX opset version; unset uses the exporter's default.
-        check: run the exported model in ONNX Runtime and compare its logits with PyTorch's before finishing.
+        check: run the exported model in ONNX Runtime and compare its outputs with PyTorch's before finishing.
     """
     if format != "onnx":
         raise DataError(f"--format {format!r} is not supported; use --format onnx.")
@@ -91,7 +99,7 @@ def export(
         raise environment_error(err, "create the export directory", err.filename or out_dir, _WRITE_TODO) from None
     written = {
         "tokenizer.json": serving_tokenizer_json(clf.tokenizer, clf.max_length),
-        "labels.json": json.dumps(clf.label_names, ensure_ascii=False, indent=1) + "\n",
+        "labels.json": labels_json(clf),
         "README.txt": _readme(clf, Path(ckpt_path)),
     }
     # Everything is written under temporary names and renamed at the end, so an interrupted export never leaves a
@@ -104,7 +112,8 @@ def export(
         check_output_width(tmp_model, clf.label_names, ckpt_path)
         if check:
             difference = check_onnx(clf, tmp_model)
-            console.print(f"ONNX Runtime matches PyTorch: max |logit difference| {difference:.2e}")
+            compared = "probability" if clf.multi_label else "logit"
+            console.print(f"ONNX Runtime matches PyTorch: max |{compared} difference| {difference:.2e}")
         for name, text in written.items():
             tmp = out_dir / f".{name}.{os.getpid()}.tmp"
             staged.append((tmp, out_dir / name))
@@ -122,13 +131,26 @@ def export(
     return out_dir
 
 
+def labels_json(clf: Classifier) -> str:
+    """labels.json: the names in logit order; for a multi-label model with the flag and each label's threshold."""
+    content: list[str] | dict[str, object] = clf.label_names
+    if clf.multi_label:
+        content = {"multi_label": True, "labels": clf.label_names, "thresholds": clf.thresholds}
+    return json.dumps(content, ensure_ascii=False, indent=1) + "\n"
+
+
+def output_name(clf: Classifier) -> str:
+    return ONNX_PROBABILITIES if clf.multi_label else ONNX_OUTPUT
+
+
 def export_onnx(clf: Classifier, path: Path, opset: int | None = None) -> None:
-    """Write the network as ONNX: int64 input_ids [batch, sequence] -> float logits [batch, classes]."""
+    """Write the network as ONNX: int64 input_ids [batch, sequence] -> float logits [batch, classes], or for a
+    multi-label model float probabilities [batch, labels]."""
     try:
         import onnxscript  # noqa: F401  (the torch.export-based exporter needs it)
     except ImportError:
         raise DataError("ONNX export needs the onnx extra: pip install 'textcls[onnx]'.") from None
-    wrapped = PaddedForExport(clf.model, clf.tokenizer.pad_id).eval()
+    wrapped = PaddedForExport(clf.model, clf.tokenizer.pad_id, sigmoid=clf.multi_label).eval()
     example = clf.encode(["an example text to trace", "short"])
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with _quiet_exporter(), torch.no_grad():
@@ -139,7 +161,7 @@ def export_onnx(clf: Classifier, path: Path, opset: int | None = None) -> None:
                 wrapped,
                 (example,),
                 input_names=[ONNX_INPUT],
-                output_names=[ONNX_OUTPUT],
+                output_names=[output_name(clf)],
                 dynamic_shapes={"input_ids": {0: batch, 1: sequence}},
                 opset_version=opset,
                 dynamo=True,
@@ -178,7 +200,8 @@ def check_output_width(path: Path, label_names: list[str], ckpt_path: str) -> No
 
 
 def check_onnx(clf: Classifier, path: Path) -> float:
-    """Run the exported model in ONNX Runtime on texts of several lengths; the largest logit difference to PyTorch."""
+    """Run the exported model in ONNX Runtime on texts of several lengths; the largest difference to PyTorch's
+    logits (a multi-label model's: probabilities)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -188,9 +211,11 @@ def check_onnx(clf: Classifier, path: Path) -> float:
     texts = ["", "fine", "a much longer text, long enough to cover every filter width of the network", "two words"]
     ids = clf.encode(texts)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = torch.from_numpy(session.run([ONNX_OUTPUT], {ONNX_INPUT: ids.numpy()})[0])
+    got = torch.from_numpy(session.run([output_name(clf)], {ONNX_INPUT: ids.numpy()})[0])
     with torch.no_grad():
         expected = clf.model(ids).float()
+        if clf.multi_label:
+            expected = torch.sigmoid(expected)
     if not bool(torch.isfinite(expected).all()):
         raise user_error(
             "the network's logits are not finite (NaN or inf)",
@@ -199,7 +224,7 @@ def check_onnx(clf: Classifier, path: Path) -> float:
         )
     difference = float((got - expected).abs().max())
     if not difference <= PARITY_TOLERANCE:
-        raise RuntimeError(f"the exported model's logits differ from PyTorch's by {difference:.2e}")
+        raise RuntimeError(f"the exported model's outputs differ from PyTorch's by {difference:.2e}")
     return difference
 
 
@@ -237,6 +262,8 @@ def serving_tokenizer_json(tokenizer: WordTokenizer, max_length: int) -> str:
 
 
 def _readme(clf: Classifier, ckpt_path: Path) -> str:
+    if clf.multi_label:
+        return _multi_label_readme(clf, ckpt_path)
     return f"""Exported by `textcls export` from {ckpt_path.name}.
 
 model.onnx      input "{ONNX_INPUT}": int64 [batch, sequence], right-padded with {clf.tokenizer.pad_id}
@@ -251,6 +278,27 @@ labels.json     class names in logit order
     ids = np.array([e.ids for e in tok.encode_batch(["a great film", "dull"])], dtype=np.int64)
     logits = session.run(None, {{"{ONNX_INPUT}": ids}})[0]
     print([labels[i] for i in logits.argmax(-1)])
+
+An empty or whitespace-only text encodes to padding only; the model still gives it a (constant) prediction.
+"""
+
+
+def _multi_label_readme(clf: Classifier, ckpt_path: Path) -> str:
+    return f"""Exported by `textcls export` from {ckpt_path.name} (a multi-label model).
+
+model.onnx      input "{ONNX_INPUT}": int64 [batch, sequence], right-padded with {clf.tokenizer.pad_id}
+                output "{ONNX_PROBABILITIES}": float32 [batch, {len(clf.label_names)}], each label's own probability
+tokenizer.json  `tokenizers` file; truncates to {clf.max_length} tokens and pads to the longest text of a batch
+labels.json     {{"multi_label": true, "labels": [names in output order], "thresholds": [one per label]}}; a text
+                gets every label whose probability reaches that label's threshold (tuned on the validation split)
+
+    import json, numpy as np, onnxruntime, tokenizers
+    tok = tokenizers.Tokenizer.from_file("tokenizer.json")
+    info = json.load(open("labels.json"))
+    session = onnxruntime.InferenceSession("model.onnx")
+    ids = np.array([e.ids for e in tok.encode_batch(["a great film", "dull"])], dtype=np.int64)
+    probs = session.run(None, {{"{ONNX_INPUT}": ids}})[0]
+    print([{{n for n, p, t in zip(info["labels"], row, info["thresholds"]) if p >= t}} for row in probs])
 
 An empty or whitespace-only text encodes to padding only; the model still gives it a (constant) prediction.
 """

@@ -18,11 +18,18 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from textcls.checkpoint import DATA_STATE_KEY, check_classes, check_consistency, named_classes, read_checkpoint
+from textcls.checkpoint import (
+    DATA_STATE_KEY,
+    THRESHOLDS_KEY,
+    check_classes,
+    check_consistency,
+    named_classes,
+    read_checkpoint,
+)
 from textcls.data.errors import DataError
 from textcls.data.tokenizer import SMALL_CALL_TEXTS, WordTokenizer
 from textcls.errors import user_error
-from textcls.records import prediction_records
+from textcls.records import multi_label_records, prediction_records, threshold_problem, thresholds_problem
 
 DEFAULT_MAX_LENGTH = 256  # the default of TextDataModule.max_length, for checkpoints written before it was recorded
 TRUSTED_MODEL_PREFIXES = ("textcls.models.",)
@@ -40,6 +47,8 @@ class Classifier:
         label_names: class names in logit order.
         max_length: texts are truncated to this many tokens (use the `--data.max_length` of training).
         device: where the network runs, e.g. "cpu", "cuda" or "cuda:1".
+        multi_label: one sigmoid per label (a text may have any number of labels) instead of one softmax.
+        thresholds: multi-label only: the probability each label needs to be predicted, in label order; unset: 0.5.
     """
 
     def __init__(
@@ -49,14 +58,26 @@ class Classifier:
         label_names: Sequence[str],
         max_length: int = DEFAULT_MAX_LENGTH,
         device: str | torch.device = "cpu",
+        multi_label: bool = False,
+        thresholds: Sequence[float] | None = None,
     ) -> None:
         if max_length < 1:
             raise DataError(f"max_length must be a positive number of tokens, got {max_length}.")
+        if thresholds is not None and not multi_label:
+            raise DataError("thresholds apply to multi-label models only (pass multi_label=True or no thresholds).")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.max_length = max_length
+        self.multi_label = multi_label
+        self.thresholds: list[float] | None = None
+        if multi_label:
+            chosen = [0.5] * len(self.label_names) if thresholds is None else [float(t) for t in thresholds]
+            problem = thresholds_problem(chosen, len(self.label_names))
+            if problem is not None:
+                raise DataError(f"{problem}.")
+            self.thresholds = chosen
         self.source = "the model"  # how messages name where the weights came from (load_classifier: the file)
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
@@ -75,14 +96,24 @@ class Classifier:
 
     def logits(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Raw scores [len(texts), classes] (float32), in input order."""
-        return np.concatenate(list(self._scores(texts, batch_size, softmax=False)), axis=0)
+        return np.concatenate(list(self._scores(texts, batch_size, probabilities=False)), axis=0)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """Class probabilities [len(texts), classes] (float32), in input order; columns follow `label_names`."""
-        return np.concatenate(list(self._scores(texts, batch_size, softmax=True)), axis=0)
+        """Class probabilities [len(texts), classes] (float32), in input order; columns follow `label_names`.
 
-    def predict(self, texts: Sequence[str] | str, batch_size: int = 256, top_k: int | None = None) -> list[dict]:
-        """One record per text, in input order: `{"label", "probability", "probabilities"}`.
+        A softmax over the labels, or for a multi-label model each label's own sigmoid (rows need not sum to 1)."""
+        return np.concatenate(list(self._scores(texts, batch_size, probabilities=True)), axis=0)
+
+    def predict(
+        self,
+        texts: Sequence[str] | str,
+        batch_size: int = 256,
+        top_k: int | None = None,
+        threshold: float | None = None,
+    ) -> list[dict]:
+        """One record per text, in input order: `{"label", "probability", "probabilities"}`, or for a multi-label
+        model `{"labels", "probabilities"}`, where `labels` is the set of labels whose probability reaches their
+        threshold (possibly empty).
 
         `probabilities` maps every label name to its probability in label order, or, with `top_k`, only the k most
         probable labels, most probable first. An empty or whitespace-only text has no tokens; it gets the network's
@@ -92,16 +123,36 @@ class Classifier:
             texts: the texts (a single string is treated as a list of one).
             batch_size: texts per forward pass.
             top_k: keep only the k most probable labels in `probabilities`; unset keeps all.
+            threshold: multi-label only: one threshold (0 to 1) for every label instead of the tuned ones.
         """
         if isinstance(texts, str):
             texts = [texts]
         num_classes = len(self.label_names)
         if top_k is not None and not 1 <= top_k <= num_classes:
             raise DataError(f"top_k must be between 1 and the number of classes ({num_classes}), got {top_k}.")
-        return prediction_records(self.predict_proba(texts, batch_size).tolist(), self.label_names, top_k)
+        thresholds = self.decision_thresholds(threshold)
+        probs = self.predict_proba(texts, batch_size).tolist()
+        if thresholds is None:
+            return prediction_records(probs, self.label_names, top_k)
+        records = multi_label_records(probs, self.label_names, thresholds, top_k)
+        return [{**record, "labels": set(record["labels"])} for record in records]
+
+    def decision_thresholds(self, threshold: float | None = None) -> list[float] | None:
+        """Each label's threshold for a multi-label model (all `threshold` when given); None for a single-label one."""
+        if threshold is not None:
+            if not self.multi_label:
+                raise DataError(
+                    "threshold applies to multi-label models only; this model is single-label (the most probable "
+                    "label wins): leave it out."
+                )
+            problem = threshold_problem(threshold)
+            if problem is not None:
+                raise DataError(f"threshold {problem}.")
+            return [float(threshold)] * len(self.label_names)
+        return self.thresholds
 
     @torch.inference_mode()
-    def _scores(self, texts: Sequence[str], batch_size: int, softmax: bool) -> Iterator[np.ndarray]:
+    def _scores(self, texts: Sequence[str], batch_size: int, probabilities: bool) -> Iterator[np.ndarray]:
         if batch_size < 1:
             raise DataError(f"batch_size must be a positive integer, got {batch_size}.")
         if len(texts) == 0:
@@ -118,8 +169,8 @@ class Classifier:
                 rows = order[first : first + batch_size]
                 ids = torch.from_numpy(_pad(flat, offsets, rows, self.tokenizer.pad_id))
                 scores = self.model(ids.to(self.device, non_blocking=True)).float()
-                if softmax:
-                    scores = torch.softmax(scores, dim=-1)
+                if probabilities:
+                    scores = torch.sigmoid(scores) if self.multi_label else torch.softmax(scores, dim=-1)
                 if not bool(torch.isfinite(scores).all()):
                     self._refuse_nonfinite(scores, rows + start)
                 out[rows] = scores.cpu().numpy()
@@ -183,9 +234,23 @@ def load_classifier(
     tokenizer = WordTokenizer.from_json(state["tokenizer"], f"'{path}' (tokenizer)")
     if max_length is None:
         max_length = recorded_max_length(checkpoint)
-    clf = Classifier(model, tokenizer, state["label_names"], max_length=max_length, device=device)
+    multi_label = is_multi_label(checkpoint)
+    clf = Classifier(
+        model,
+        tokenizer,
+        state["label_names"],
+        max_length=max_length,
+        device=device,
+        multi_label=multi_label,
+        thresholds=checkpoint["state_dict"][THRESHOLDS_KEY].tolist() if multi_label else None,
+    )
     clf.source = f"checkpoint '{path}'"
     return clf
+
+
+def is_multi_label(checkpoint: dict[str, Any]) -> bool:
+    """Whether the checkpoint holds a multi-label model (checked by `textcls.checkpoint.check_consistency`)."""
+    return (checkpoint.get("hyper_parameters") or {}).get("multi_label") is True
 
 
 def recorded_max_length(checkpoint: dict[str, Any]) -> int:

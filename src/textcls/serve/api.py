@@ -44,7 +44,8 @@ class ClassifierAPI(ls.LitAPI):
         # is stopped by the main process once the HTTP servers have drained.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.backend = load_backend(self.backend_name, self.path, self.threads)
-        self.task = task_for(self.backend.info.task, self.backend.info.label_names)
+        info = self.backend.info
+        self.task = task_for(info.task, info.label_names, info.thresholds, info.outputs)
 
     def decode_request(self, request: PredictBody) -> PredictRequest:
         texts = [request.text] if request.text is not None else list(request.texts or [])

@@ -1,7 +1,8 @@
 """The two ways the server runs a model: PyTorch from a checkpoint, or ONNX Runtime from an export directory.
 
 Both turn texts into logits [texts, labels] with exactly the tokenizer, truncation and label order of `textcls
-predict`. Nothing is imported at module level beyond numpy: each backend imports its runtime when it loads, so an
+predict` (a multi-label ONNX export gives probabilities, as its graph ends in the sigmoid: `ModelInfo.outputs` says
+which). Nothing is imported at module level beyond numpy: each backend imports its runtime when it loads, so an
 ONNX server never loads torch.
 """
 
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from textcls.errors import user_error
+from textcls.records import thresholds_problem
 
 ONNX_FILES = ("model.onnx", "tokenizer.json", "labels.json")
 SPECIAL_TOKENS = ("<pad>", "<unk>")  # textcls's WordTokenizer: ids 0 and 1
@@ -34,6 +36,8 @@ class ModelInfo:
     task: str
     max_length: int | None
     source: dict[str, Any] = field(default_factory=dict)
+    thresholds: list[float] | None = None  # a multi-label model's per-label decision thresholds
+    outputs: str = "logits"  # what `Backend.logits` returns: "logits", or "probabilities" (multi-label ONNX)
 
 
 class Backend(Protocol):
@@ -59,13 +63,14 @@ class TorchBackend:
         self.info = ModelInfo(
             backend="torch",
             label_names=list(self.classifier.label_names),
-            task="single_label",
+            task="multi_label" if self.classifier.multi_label else "single_label",
             max_length=self.classifier.max_length,
             source={
                 "checkpoint": str(path.resolve()),
                 "sha256": _sha256(path),
                 "model": f"{type(model).__module__}.{type(model).__qualname__}",
             },
+            thresholds=self.classifier.thresholds,
         )
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
@@ -90,7 +95,7 @@ class OnnxBackend:
             import tokenizers
         except ImportError as err:
             raise user_error(f"--model_dir needs {err.name}", None, INSTALL_SERVE) from None
-        labels = _read_labels(directory / "labels.json")
+        labels, thresholds = _read_labels(directory / "labels.json")
         self.tokenizer, self.max_length, self.pad_id = _read_tokenizer(tokenizers, directory / "tokenizer.json")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # warnings about unused initialisers and the like are not the user's to act on
@@ -116,9 +121,11 @@ class OnnxBackend:
         self.info = ModelInfo(
             backend="onnx",
             label_names=labels,
-            task="single_label",
+            task="single_label" if thresholds is None else "multi_label",
             max_length=self.max_length,
             source={"model_dir": str(directory.resolve()), "sha256": _sha256(directory / "model.onnx")},
+            thresholds=thresholds,
+            outputs="logits" if thresholds is None else "probabilities",
         )
 
     def _run(self, ids: np.ndarray) -> np.ndarray:
@@ -145,14 +152,36 @@ def load_backend(backend: str, path: str, threads: int | None = None) -> Backend
     return TorchBackend(path, threads) if backend == "torch" else OnnxBackend(path, threads)
 
 
-def _read_labels(path: Path) -> list[str]:
+def _read_labels(path: Path) -> tuple[list[str], list[float] | None]:
+    """The label names, and a multi-label export's thresholds (None: single-label, labels.json is a plain list)."""
     try:
-        labels = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        content = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
         raise user_error(f"labels.json is not JSON ({err})", str(path), "export the checkpoint again") from None
+    thresholds = None
+    if isinstance(content, dict):
+        if content.get("multi_label") is not True or set(content) != {"multi_label", "labels", "thresholds"}:
+            raise user_error(
+                'labels.json must be a list of label names, or {"multi_label": true, "labels": [...], '
+                '"thresholds": [...]}',
+                str(path),
+                "export the checkpoint again",
+            )
+        labels, thresholds = content["labels"], content["thresholds"]
+    else:
+        labels = content
     if not isinstance(labels, list) or not labels or not all(isinstance(name, str) for name in labels):
         raise user_error("labels.json must be a list of label names", str(path), "export the checkpoint again")
-    return labels
+    if thresholds is not None:
+        problem = thresholds_problem(thresholds, len(labels))
+        if problem is not None:
+            raise user_error(f"labels.json is inconsistent: {problem}", str(path), "export the checkpoint again")
+        thresholds = [float(t) for t in thresholds]
+    return labels, thresholds
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _read_tokenizer(tokenizers: Any, path: Path) -> tuple[Any, int | None, int]:

@@ -30,7 +30,17 @@ class Prediction(BaseModel):
     )
 
 
-class PredictResponse(BaseModel):
-    """One prediction per text, in input order: the records of the Python API's `Classifier.predict`."""
+class MultiLabelPrediction(BaseModel):
+    labels: list[str] = Field(
+        description="Multi-label models: every label whose probability reaches its threshold, in label order."
+    )
+    probabilities: dict[str, float] = Field(
+        description="Every label's probability in label order, or with top_k the k most probable, most probable first."
+    )
 
-    predictions: list[Prediction]
+
+class PredictResponse(BaseModel):
+    """One prediction per text, in input order: the records of the Python API's `Classifier.predict` (a multi-label
+    model's label set as a list in label order)."""
+
+    predictions: list[Prediction] | list[MultiLabelPrediction]

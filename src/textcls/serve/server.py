@@ -72,7 +72,7 @@ def _build(config: ServeConfig, info: ModelInfo) -> Any:
     from textcls.serve.api import ClassifierAPI
     from textcls.serve.gateway import Gateway
 
-    task = task_for(info.task, info.label_names)
+    task = task_for(info.task, info.label_names, info.thresholds, info.outputs)
     metadata = {
         **asdict(info),
         "textcls_version": textcls.__version__,

@@ -1,8 +1,8 @@
 """What a model's scores mean: how logits become probabilities, and the records the API answers with.
 
-Every model textcls trains today is single-label: one softmax over the labels, the most probable one wins. A
-multi-label task (a sigmoid per label, `threshold` choosing the labels) is one more class here, picked in `task_for`;
-the request validation asks the task whether it takes a threshold, so nothing else needs to change.
+Single-label: one softmax over the labels, the most probable one wins. Multi-label: a sigmoid per label, and every
+label whose probability reaches its threshold (the model's tuned one, or the request's `threshold`) is predicted.
+The request validation asks the task whether it takes a threshold.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from textcls.records import prediction_records
+from textcls.records import multi_label_records, prediction_records
 
 
 class Task(Protocol):
@@ -43,8 +43,43 @@ class SingleLabel:
         return prediction_records(probs.tolist(), self.label_names, top_k)  # exactly Classifier.predict's
 
 
-def task_for(kind: str, label_names: Sequence[str]) -> Task:
-    """The task a model was trained for, by the name its backend reports."""
+class MultiLabel:
+    """A sigmoid per label; records `{"labels", "probabilities"}`, with `labels` in label order (possibly empty).
+
+    Args:
+        label_names: the names in output order.
+        thresholds: each label's decision threshold (a request's `threshold` replaces them all).
+        outputs: what the backend gives: "logits" (the sigmoid is applied here) or "probabilities" (an ONNX export,
+            whose graph ends in the sigmoid).
+    """
+
+    name = "multi_label"
+    accepts_threshold = True
+
+    def __init__(self, label_names: Sequence[str], thresholds: Sequence[float], outputs: str = "logits") -> None:
+        self.label_names = list(label_names)
+        self.thresholds = [float(t) for t in thresholds]
+        self.from_logits = outputs == "logits"
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        scores = logits.astype(np.float32, copy=False)
+        if not self.from_logits:
+            return scores
+        # sigmoid(x) written with tanh, which cannot overflow for any logit
+        return (0.5 * (1.0 + np.tanh(0.5 * scores.astype(np.float64)))).astype(np.float32)
+
+    def records(self, probs: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> list[dict]:
+        thresholds = self.thresholds if threshold is None else [threshold] * len(self.label_names)
+        return multi_label_records(probs.tolist(), self.label_names, thresholds, top_k)
+
+
+def task_for(
+    kind: str, label_names: Sequence[str], thresholds: Sequence[float] | None = None, outputs: str = "logits"
+) -> Task:
+    """The task a model was trained for, by the name its backend reports (with a multi-label model's thresholds
+    and what its backend outputs)."""
     if kind == SingleLabel.name:
         return SingleLabel(label_names)
+    if kind == MultiLabel.name:
+        return MultiLabel(label_names, thresholds if thresholds is not None else [0.5] * len(label_names), outputs)
     raise ValueError(f"unknown task {kind!r}")
