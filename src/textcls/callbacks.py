@@ -34,7 +34,8 @@ class EpochSummary(Callback):
         if trainer.sanity_checking:
             return
         metrics = trainer.callback_metrics
-        shown = [k for k in ("train/loss_step", "val/loss", "val/acc", "val/f1", "val/acc_best") if k in metrics]
+        keys = ("train/loss_step", "val/loss", "val/acc", "val/f1", "val/acc_best", "val/f1_macro", "val/f1_micro")
+        shown = [k for k in (*keys, "val/map", "val/f1_macro_best") if k in metrics]
         parts = [f"{k.removesuffix('_step')} {float(metrics[k]):.4f}" for k in shown]
         console.print(f"[bold]epoch {trainer.current_epoch}[/bold]  " + "  ".join(parts), soft_wrap=True)
 

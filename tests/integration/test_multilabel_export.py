@@ -110,7 +110,7 @@ def test_the_server_answers_label_sets_with_the_tuned_or_the_request_s_threshold
     status, answer = server.predict({"texts": texts})
     assert status == 200, answer
     _assert_same(answer["predictions"], clf.predict(texts))
-    assert [] in [p["labels"] for p in answer["predictions"]]
+    assert any(p["labels"] != list(LABELS) for p in answer["predictions"])  # the thresholds decide, not "all"
     status, answer = server.predict({"texts": texts, "threshold": 0.45, "top_k": 2})
     assert status == 200, answer
     _assert_same(answer["predictions"], clf.predict(texts, threshold=0.45, top_k=2))

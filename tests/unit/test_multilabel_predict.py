@@ -6,7 +6,6 @@ The checkpoints are made by hand (tests/multilabel_checkpoints.py) until TextCla
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import math
 import subprocess
@@ -24,7 +23,6 @@ from textcls.cli import main
 from textcls.data import DataError
 from textcls.errors import UserError
 from textcls.inference import load_classifier
-from textcls.module import TextClassifier
 
 TEXTS = ["i am so furious today", "scared and happy", "", "glad glad glad", "so furious and afraid", "mad mad", "   "]
 
@@ -244,10 +242,6 @@ def test_a_kept_column_named_labels_clashes_with_the_label_set(checkpoints, tmp_
         _write_predictions(checkpoints["multi"], tmp_path, keep_columns=["labels"])
 
 
-@pytest.mark.skipif(
-    "multi_label" not in inspect.signature(TextClassifier.__init__).parameters,
-    reason="needs TextClassifier(multi_label=...) from the module side of issue 15",
-)
 def test_predict_command_writes_label_sets(checkpoints, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     texts = tmp_path / "texts.txt"
