@@ -1,9 +1,11 @@
 """Hyperparameter search on this machine, no account: the search space of a W&B sweep config (configs/sweeps/*.yaml)
-explored with Optuna (TPE sampler, median pruning on `val/acc` after each epoch). Every trial is a real `textcls fit`
+explored with Optuna (TPE sampler, median pruning after each epoch on the metric the run's checkpoint selects on:
+`val/acc`, or `val/f1_macro` for multi-label data). Every trial is a real `textcls fit`
 (in-process, so the pruning callback can stop it) in its own run directory.
 
 Outputs, in --out:
-  trials.csv   one row per trial: number, state (COMPLETE / PRUNED / FAIL), best val/acc, seconds, every parameter
+  trials.csv   one row per trial: number, state (COMPLETE / PRUNED / FAIL), best val/acc (val_acc; multi-label:
+               val_f1_macro), seconds, every parameter
   best.yaml    the experiment config with the best trial's values: `textcls fit --config <out>/best.yaml`
 
     python benchmarks/sweep_local.py                                 # demo data, 6 short trials
@@ -60,7 +62,8 @@ def suggest(trial: optuna.Trial, name: str, spec: dict[str, Any]) -> Any:
 
 
 class OptunaPruning(Callback):
-    """Report val/acc to Optuna after each validation; stop the fit when the pruner says this trial is behind."""
+    """Report the monitored metric to Optuna after each validation; stop the fit when the pruner says this trial is
+    behind. The monitor is the one the run's checkpoint selects on (val/acc, or val/f1_macro for multi-label data)."""
 
     def __init__(self, trial: optuna.Trial, monitor: str = "val/acc") -> None:
         self.trial, self.monitor = trial, monitor
@@ -85,6 +88,8 @@ class _TrialCLI(TextclsCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
+        if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.monitor:
+            self.pruning.monitor = trainer.checkpoint_callback.monitor  # the task's metric, as the run selects on
         trainer.callbacks.append(self.pruning)
         return trainer
 
@@ -119,7 +124,10 @@ def main(argv: list[str] | None = None) -> None:
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
         trial.set_user_attr("run_dir", str(cli.trainer.default_root_dir))
         state = "pruned" if pruning.pruned else "done"
-        console.print(f"[bold]trial {trial.number}[/bold] {state}: best val/acc {pruning.best:.4f}", soft_wrap=True)
+        trial.set_user_attr("monitor", pruning.monitor)
+        console.print(
+            f"[bold]trial {trial.number}[/bold] {state}: best {pruning.monitor} {pruning.best:.4f}", soft_wrap=True
+        )
         if pruning.pruned:
             raise optuna.TrialPruned()
         return pruning.best
@@ -134,7 +142,8 @@ def main(argv: list[str] | None = None) -> None:
 
     table = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
     table.columns = [c.removeprefix("params_").removeprefix("user_attrs_") for c in table.columns]
-    table = table.rename(columns={"value": "val_acc"})
+    monitor = str(study.best_trial.user_attrs.get("monitor", "val/acc"))
+    table = table.rename(columns={"value": monitor.replace("/", "_")})
     table.to_csv(args.out / "trials.csv", index=False)
 
     best = study.best_trial
@@ -142,14 +151,14 @@ def main(argv: list[str] | None = None) -> None:
     data_args = _data_overrides(passthrough)
     header = (
         f"# Best of {len(study.trials)} Optuna trials (benchmarks/sweep_local.py, search space {args.sweep.name}):\n"
-        f"# trial {best.number}, val/acc {best.value:.4f} after {args.epochs} epochs of at most "
+        f"# trial {best.number}, {monitor} {best.value:.4f} after {args.epochs} epochs of at most "
         f"{args.limit_train_batches} batches.\n# Train it fully: textcls fit --config {args.out / 'best.yaml'}\n"
     )
     config = merge(merge(base, nest(data_args)), nest(_best_values(best, parameters)))
     (args.out / "best.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False))
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     console.print(
-        f"{len(study.trials)} trials ({pruned} pruned); best val/acc {best.value:.4f} (trial {best.number}).\n"
+        f"{len(study.trials)} trials ({pruned} pruned); best {monitor} {best.value:.4f} (trial {best.number}).\n"
         f"Wrote {args.out / 'trials.csv'} and {args.out / 'best.yaml'}",
         soft_wrap=True,
     )

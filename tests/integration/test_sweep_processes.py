@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import labelled_rows, write_rows
+from multilabel_data import COLUMNS, tag_files
 from sweep_commands import SWEEP, agent_command, get_dotted, sample, sweep_parameters
 
 from textcls.cli import main
@@ -80,3 +81,20 @@ def test_sweep_local_writes_trials_and_a_best_config_that_trains(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", str(out / "best.yaml"), "--config", str(ROOT / "configs/debug/fast.yaml"),
           "--runs_root", str(tmp_path / "runs")])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sweep_local_searches_macro_f1_on_multi_label_data(tmp_path, monkeypatch):
+    import sweep_local  # benchmarks/, on the path through tests/sweep_commands.py
+
+    files = tag_files(tmp_path / "data")
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "search"
+    sweep_local.main(
+        ["--out", str(out), "--trials", "2", "--epochs", "2", "--limit-train-batches", "3", "--startup-trials", "1",
+         "--data.train_file", str(files["train"]), "--data.val_file", str(files["val"]), *COLUMNS]
+    )  # fmt: skip
+    with (out / "trials.csv").open() as handle:
+        trials = list(csv.DictReader(handle))
+    assert len(trials) == 2 and all(0 <= float(t["val_f1_macro"]) <= 1 for t in trials if t["state"] == "COMPLETE")
+    assert "val/f1_macro" in (out / "best.yaml").read_text().splitlines()[1]
