@@ -249,3 +249,26 @@ def test_sanity_check_does_not_tune(tmp_path) -> None:
 def test_threshold_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="threshold_mode must be 'per_label' or 'global'"):
         module(threshold_mode="best")
+
+
+@pytest.mark.slow  # W&B starts its service process
+def test_per_label_table_goes_to_a_wandb_run(tmp_path, monkeypatch) -> None:
+    wandb = pytest.importorskip("wandb")
+    from pytorch_lightning.loggers import WandbLogger
+    from wandb_reader import read_run, wait_until_finished
+
+    for name in [k for k in __import__("os").environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("WANDB_MODE", "offline")  # nothing leaves the machine
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_X_DISABLE_UPDATE_CHECK", "true")
+    monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
+    logger = WandbLogger(save_dir=str(tmp_path), offline=True)
+    trainer(tmp_path, logger=logger, callbacks=[ClassificationReport()]).test(module(), TinyData(), verbose=False)
+    wandb.finish()
+    (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    wait_until_finished(run_file)
+    history = read_run(run_file)["history"]
+    assert any("test/per_label" in row for row in history)
+    assert not any("test/confusion_matrix_table" in row for row in history)  # single-label only
+    assert any("test/f1_macro" in row for row in history)
