@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from textcls.config_checks import MULTI_LABEL_LOGGED_METRICS
 from textcls.metrics import MultiLabelTrainStats
 from textcls.models import MLP
 from textcls.module import TextClassifier
@@ -205,6 +206,7 @@ def test_fit_tunes_thresholds_on_dev_and_test_uses_the_checkpoints(tmp_path, mod
         logged[0]
     )
     assert {"train/f1_micro", "train/loss_epoch"} <= set(logged[-1])
+    assert set(fit.callback_metrics) == set(MULTI_LABEL_LOGGED_METRICS)  # what the config check lets a monitor name
     thresholds = classifier.thresholds.tolist()
     assert all(t in GRID.tolist() for t in thresholds) and thresholds != [0.5, 0.5, 0.5]
     if mode == "global":
@@ -244,6 +246,16 @@ def test_sanity_check_does_not_tune(tmp_path) -> None:
     assert classifier.thresholds.tolist() == [0.5, 0.5, 0.5]
     trainer(tmp_path, enable_checkpointing=False).validate(classifier, TinyData(), verbose=False)
     assert classifier.thresholds.tolist() != [0.5, 0.5, 0.5]  # a validation run tunes as fit's validations do
+
+
+def test_labels_of_the_other_task_are_refused() -> None:
+    from textcls.errors import UserError
+
+    with pytest.raises(UserError, match=r"hold single labels but --model\.multi_label is true"):
+        module()._loss(torch.zeros(2, 3), torch.tensor([0, 2]))
+    single = TextClassifier(MLP(VOCAB, 3, 0), label_names=NAMES)
+    with pytest.raises(UserError, match=r"hold multi-hot labels but --model\.multi_label is false"):
+        single._loss(torch.zeros(2, 3), torch.zeros(2, 3))
 
 
 def test_threshold_mode_is_checked() -> None:
