@@ -284,3 +284,29 @@ def test_per_label_table_goes_to_a_wandb_run(tmp_path, monkeypatch) -> None:
     assert any("test/per_label" in row for row in history)
     assert not any("test/confusion_matrix_table" in row for row in history)  # single-label only
     assert any("test/f1_macro" in row for row in history)
+
+
+def test_resume_from_last_continues_as_an_uninterrupted_fit(tmp_path) -> None:
+    class InOrder(TinyData):  # no shuffling: without textcls' fault tolerance the order would restart differently
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(self.splits["train"], batch_size=16)
+
+    def run(root, epochs: int, ckpt_path=None) -> tuple[TextClassifier, dict[str, float]]:
+        classifier = module(class_weights="balanced")
+        classifier.class_weights.copy_(torch.tensor([1.0, 2.5, 9.0]))  # as initialise_from_data would on a fresh fit
+        if ckpt_path is not None:
+            classifier.class_weights.fill_(1.0)  # the checkpoint's must come back
+        classifier.initialised_from_data = True
+        last = pl.callbacks.ModelCheckpoint(dirpath=root, save_last=True)
+        fit = trainer(root, max_epochs=epochs, callbacks=[last], num_sanity_val_steps=0)
+        with torch.serialization.safe_globals([torch.optim.Adam]):
+            fit.fit(classifier, InOrder(), ckpt_path=ckpt_path)
+        return classifier, {k: float(v) for k, v in fit.callback_metrics.items()}
+
+    straight, straight_metrics = run(tmp_path / "straight", 2)
+    run(tmp_path / "first", 1)
+    resumed, resumed_metrics = run(tmp_path / "second", 2, ckpt_path=tmp_path / "first" / "last.ckpt")
+    for name, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name
+    assert resumed.class_weights.tolist() == [1.0, 2.5, 9.0]
+    assert resumed_metrics == straight_metrics  # train/f1_micro at the thresholds tuned after epoch 1 included
