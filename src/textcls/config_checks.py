@@ -34,6 +34,19 @@ LOGGED_METRICS = (
     "train/acc",
     "train/f1",
 )
+# What a multi-label TextClassifier logs instead (test_multilabel_module.py trains and compares); its task is known
+# only once the data is read, so a monitor may name either set.
+MULTI_LABEL_LOGGED_METRICS = (
+    "val/loss",
+    "val/f1_macro",
+    "val/f1_micro",
+    "val/map",
+    "val/f1_macro_best",
+    "train/loss_step",
+    "train/loss_epoch",
+    "train/f1_micro",
+    "train/f1_macro",
+)
 SKIP_METRIC = "train/skipped_batches"  # logged with --model.nonfinite_loss skip only
 COUNTERS = ("epoch", "step")
 _ACCELERATORS = {"cpu": (), "cuda": ("cuda",), "gpu": ("cuda", "mps"), "mps": ("mps",), "tpu": ("tpu",)}
@@ -225,7 +238,7 @@ def _check_accelerator(trainer: Namespace) -> None:
 
 def _check_monitors(config: Namespace) -> None:
     model = config.get("model") or Namespace()
-    known = [*LOGGED_METRICS, *COUNTERS]
+    known = [*LOGGED_METRICS, *MULTI_LABEL_LOGGED_METRICS[1:], *COUNTERS]
     if model.get("nonfinite_loss") == "skip":
         known.append(SKIP_METRIC)
     monitors: list[tuple[str, Any]] = [

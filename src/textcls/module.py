@@ -203,6 +203,11 @@ class TextClassifier(pl.LightningModule):
         return self.model(input_ids)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if (labels.dim() == 2) != self.multi_label:  # cross-entropy would take multi-hot rows as soft targets
+            raise UserError(
+                f"the batches hold {'multi-hot' if labels.dim() == 2 else 'single'} labels but --model.multi_label is "
+                f"{str(self.multi_label).lower()}: a model trains for the task of its data (the CLI links them)."
+            )
         if self.multi_label:
             return multilabel_loss(logits, labels, self.class_weights, self.label_smoothing)
         return F.cross_entropy(logits.float(), labels, weight=self.class_weights, label_smoothing=self.label_smoothing)

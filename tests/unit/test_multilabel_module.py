@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from textcls.config_checks import MULTI_LABEL_LOGGED_METRICS
 from textcls.metrics import MultiLabelTrainStats
 from textcls.models import MLP
 from textcls.module import TextClassifier
@@ -205,6 +206,7 @@ def test_fit_tunes_thresholds_on_dev_and_test_uses_the_checkpoints(tmp_path, mod
         logged[0]
     )
     assert {"train/f1_micro", "train/loss_epoch"} <= set(logged[-1])
+    assert set(fit.callback_metrics) == set(MULTI_LABEL_LOGGED_METRICS)  # what the config check lets a monitor name
     thresholds = classifier.thresholds.tolist()
     assert all(t in GRID.tolist() for t in thresholds) and thresholds != [0.5, 0.5, 0.5]
     if mode == "global":
@@ -246,6 +248,65 @@ def test_sanity_check_does_not_tune(tmp_path) -> None:
     assert classifier.thresholds.tolist() != [0.5, 0.5, 0.5]  # a validation run tunes as fit's validations do
 
 
+def test_labels_of_the_other_task_are_refused() -> None:
+    from textcls.errors import UserError
+
+    with pytest.raises(UserError, match=r"hold single labels but --model\.multi_label is true"):
+        module()._loss(torch.zeros(2, 3), torch.tensor([0, 2]))
+    single = TextClassifier(MLP(VOCAB, 3, 0), label_names=NAMES)
+    with pytest.raises(UserError, match=r"hold multi-hot labels but --model\.multi_label is false"):
+        single._loss(torch.zeros(2, 3), torch.zeros(2, 3))
+
+
 def test_threshold_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="threshold_mode must be 'per_label' or 'global'"):
         module(threshold_mode="best")
+
+
+@pytest.mark.slow  # W&B starts its service process
+def test_per_label_table_goes_to_a_wandb_run(tmp_path, monkeypatch) -> None:
+    wandb = pytest.importorskip("wandb")
+    from pytorch_lightning.loggers import WandbLogger
+    from wandb_reader import read_run, wait_until_finished
+
+    for name in [k for k in __import__("os").environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("WANDB_MODE", "offline")  # nothing leaves the machine
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_X_DISABLE_UPDATE_CHECK", "true")
+    monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
+    logger = WandbLogger(save_dir=str(tmp_path), offline=True)
+    trainer(tmp_path, logger=logger, callbacks=[ClassificationReport()]).test(module(), TinyData(), verbose=False)
+    wandb.finish()
+    (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    wait_until_finished(run_file)
+    history = read_run(run_file)["history"]
+    assert any("test/per_label" in row for row in history)
+    assert not any("test/confusion_matrix_table" in row for row in history)  # single-label only
+    assert any("test/f1_macro" in row for row in history)
+
+
+def test_resume_from_last_continues_as_an_uninterrupted_fit(tmp_path) -> None:
+    class InOrder(TinyData):  # no shuffling: without textcls' fault tolerance the order would restart differently
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(self.splits["train"], batch_size=16)
+
+    def run(root, epochs: int, ckpt_path=None) -> tuple[TextClassifier, dict[str, float]]:
+        classifier = module(class_weights="balanced")
+        classifier.class_weights.copy_(torch.tensor([1.0, 2.5, 9.0]))  # as initialise_from_data would on a fresh fit
+        if ckpt_path is not None:
+            classifier.class_weights.fill_(1.0)  # the checkpoint's must come back
+        classifier.initialised_from_data = True
+        last = pl.callbacks.ModelCheckpoint(dirpath=root, save_last=True)
+        fit = trainer(root, max_epochs=epochs, callbacks=[last], num_sanity_val_steps=0)
+        with torch.serialization.safe_globals([torch.optim.Adam]):
+            fit.fit(classifier, InOrder(), ckpt_path=ckpt_path)
+        return classifier, {k: float(v) for k, v in fit.callback_metrics.items()}
+
+    straight, straight_metrics = run(tmp_path / "straight", 2)
+    run(tmp_path / "first", 1)
+    resumed, resumed_metrics = run(tmp_path / "second", 2, ckpt_path=tmp_path / "first" / "last.ckpt")
+    for name, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name
+    assert resumed.class_weights.tolist() == [1.0, 2.5, 9.0]
+    assert resumed_metrics == straight_metrics  # train/f1_micro at the thresholds tuned after epoch 1 included
