@@ -47,10 +47,8 @@ class TextClassifier(pl.LightningModule):
         lr_scheduler_interval: step the schedule every "step" or every "epoch".
         lr_scheduler_monitor: metric a ReduceLROnPlateau schedule watches (it always steps per epoch).
         label_smoothing: cross-entropy label smoothing in [0, 1) (multi-label: each target moves half of it toward 0.5).
-        class_weights: one loss weight per class, in the order of the label names (multi-label: the weight of each
-            label's positives, BCE's pos_weight); "balanced" counts them from the training split at the start of a
-            fresh fit (rows / (classes * rows of the class); multi-label: negatives / positives) and the checkpoint
-            keeps them; unset weighs all classes equally.
+        class_weights: a loss weight per class in label order (multi-label: each label's positive weight);
+            "balanced": inverse frequencies counted from the training split (stored in the checkpoint).
         decay_embeddings: also apply the optimizer's weight decay to embedding tables (biases and norms never get it).
         label_names: class names in index order; LightningCLI fills them in from the data.
         compile: compile the network (not this LightningModule) with `torch.compile`; the checkpoint keys stay the same.
@@ -63,11 +61,9 @@ class TextClassifier(pl.LightningModule):
             random vector. Never read when resuming, validating, testing or predicting (the checkpoint has the weights).
         freeze_embeddings: keep the network's `embedding` fixed during training (Kim's CNN-static); false fine-tunes
             it (CNN-non-static).
-        multi_label: each text has any number of labels (multi-hot targets): binary cross-entropy with logits, sigmoid
-            probabilities, metrics from `textcls.multilabel`; LightningCLI links it from the data.
-        threshold_mode: multi-label decision thresholds, tuned on the validation split at every validation epoch end
-            (val/f1_macro, val/f1_micro are the scores at the thresholds just chosen) and kept in the checkpoint:
-            "per_label" maximises each label's F1, "global" one threshold for all labels maximises macro-F1.
+        multi_label: multi-hot targets, binary cross-entropy and sigmoid outputs (linked from the data).
+        threshold_mode: multi-label thresholds, tuned on dev at each validation and stored: "per_label" (each label's
+            F1) or "global" (one for all, on macro-F1); val/f1_* are scored at the thresholds just chosen.
     """
 
     def __init__(

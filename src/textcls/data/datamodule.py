@@ -45,13 +45,10 @@ class TextDataModule(SplitEntries, pl.LightningDataModule):
             from the extension (.txt: fastText if the first line starts with `__label__`, else `label text`; a
             .txt predict file is always one text per line).
         text_column: column holding the text; a list of columns is joined with spaces.
-        label_column: column holding the label (strings or integers), or the labels of a multi-label task (a list of
-            strings per row in JSON Lines / Parquet, or a text split by `label_separator`).
-        multi_label: each text has any number of labels (a sigmoid per label) instead of exactly one. Unset: from the
-            data (a list-typed label column, a `label_separator`, or fastText lines with several `__label__`s);
-            true also reads a plain text label as one label of a set.
-        label_separator: the character(s) between the labels of a text label column (CSV / TSV), e.g. "|"; implies
-            multi_label.
+        label_column: column holding the label (strings or integers), or a list of labels (multi-label).
+        multi_label: any number of labels per text; unset: from the data (list labels, a `label_separator`, fastText
+            lines with several labels); true also reads a text label as a set of one.
+        label_separator: what separates the labels in a text label column (CSV / TSV), e.g. "|"; multi-label.
         label_order: the classes in the order of the model's outputs (and of confusion matrices and per-class
             tables), e.g. [negative, neutral, positive]; it must name every training label. Unset: numeric order
             when every label is an integer, else alphabetical.
