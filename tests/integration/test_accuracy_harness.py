@@ -365,6 +365,20 @@ def test_multilabel_baselines_rows_and_summary_side_by_side(tmp_path):
     assert "0 run(s) to do" in again.stdout
 
 
+@pytest.mark.slow
+def test_tfidf_logistic_regression_on_single_label_data(tmp_path):
+    pytest.importorskip("sklearn")
+    data = dev_layout(tmp_path / "lrset", n_train=200, n_eval=50)
+    out = tmp_path / "out"
+    run = harness(data, "--tfidf", "--seeds", 0, "--out", out, "--work-dir", tmp_path / "work")
+    assert run.returncode == 0, run.stderr[-3000:]
+    (row,) = results(out / "lrset" / "tfidf_lr.csv")
+    assert (row["config"], row["protocol"], row["n_train"], row["n_test"]) == ("tfidf_lr", "dev", "200", "50")
+    assert 0.75 < float(row["test_acc"]) <= 1 and 0 <= float(row["test_f1"]) <= 1, row  # chance is 0.5
+    assert json.loads(row["params"])["C"] == 4
+    assert "| lrset | tfidf_lr | dev |" in (out / "summary.md").read_text()
+
+
 def _plain_f1(gold: list[bool], pred: list[bool]) -> float:
     tp = sum(g and p for g, p in zip(gold, pred, strict=True))
     wrong = sum(g != p for g, p in zip(gold, pred, strict=True))
