@@ -111,6 +111,7 @@ def fasttext_ova(
     best: tuple[float, Any, dict[str, Any], float] | None = None
     grid_start = time.perf_counter()
     diverged: list[str] = []
+    grid_dev: dict[str, float] = {}  # dev macro-F1 of every grid point, to see whether the grid's edge binds
     for epoch in FASTTEXT_OVA_GRID["epoch"]:
         for lr in FASTTEXT_OVA_GRID["lr"]:
             start = time.perf_counter()
@@ -127,13 +128,20 @@ def fasttext_ova(
             dev_prob = _ova_prob(model, labels, dev)
             per_label, _ = ml.tune_thresholds(dev_prob, y_dev)
             dev_f1 = ml.scores(dev_prob, y_dev, per_label)["f1_macro"]
+            grid_dev[f"epoch={epoch},lr={lr}"] = round(dev_f1, 4)
             if best is None or dev_f1 > best[0]:  # ties keep the earlier (cheaper) grid point
                 best = (dev_f1, model, {"epoch": epoch, "lr": lr}, seconds)
     if best is None:
         raise RuntimeError(f"every fastText grid point diverged: {diverged}; try --fasttext-threads 10")
     _, model, chosen, seconds = best
     row, params = ml.evaluate(labels, (_ova_prob(model, labels, dev), y_dev), (_ova_prob(model, labels, test), y_test))
-    params |= {**chosen, "wordNgrams": 2, "thread": threads, "grid_seconds": round(time.perf_counter() - grid_start, 2)}
+    params |= {
+        **chosen,
+        "wordNgrams": 2,
+        "thread": threads,
+        "grid_seconds": round(time.perf_counter() - grid_start, 2),
+        "grid_dev_f1_macro": grid_dev,
+    }
     return {**row, "fit_seconds": seconds, "epochs": chosen["epoch"], "best_epoch": ""}, params
 
 
