@@ -30,7 +30,8 @@ At the end (or with --summary alone) a markdown table of every CSV under <out> i
 <out>/summary.md.
 
 --fasttext also trains fastText (unigrams and bigrams, 2 threads) on the same splits and seeds, epoch and lr chosen
-on the dev set from a small fixed grid (FASTTEXT_GRID below); rows go to fasttext_unigram.csv / fasttext_bigram.csv.
+on the dev set from a small fixed grid (FASTTEXT_GRID below, or --fasttext-epochs / --fasttext-lrs); rows go to
+fasttext_unigram.csv / fasttext_bigram.csv.
 On a multi-label folder it trains fastText `-loss ova` with bigrams instead (fasttext_ova_bigram.csv).
 --tfidf also trains TF-IDF uni+bigrams + logistic regression (scikit-learn; one-vs-rest for multi-label): tfidf_lr.csv.
 The multi-label baselines tune one decision threshold per label on dev (accuracy_multilabel.THRESHOLD_GRID); see
@@ -509,7 +510,9 @@ def _accuracy_f1(gold: list[str], pred: list[str]) -> tuple[float, float]:
     return acc, sum(f1s) / len(f1s)
 
 
-def fasttext_run(split: Split, seed: int, word_ngrams: int, work_dir: Path, threads: int) -> dict[str, Any]:
+def fasttext_run(
+    split: Split, seed: int, word_ngrams: int, work_dir: Path, threads: int, grid: dict[str, list[Any]]
+) -> dict[str, Any]:
     import fasttext
 
     train, _ = fasttext_file(split.train, work_dir)
@@ -519,8 +522,8 @@ def fasttext_run(split: Split, seed: int, word_ngrams: int, work_dir: Path, thre
     best: tuple[float, Any, dict[str, Any], float] | None = None
     grid_start = time.perf_counter()
     diverged: list[str] = []
-    for epoch in FASTTEXT_GRID["epoch"]:
-        for lr in FASTTEXT_GRID["lr"]:
+    for epoch in grid["epoch"]:
+        for lr in grid["lr"]:
             start = time.perf_counter()
             try:
                 model = fasttext.train_supervised(
@@ -654,6 +657,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "textcls-accuracy")
     p.add_argument("--fasttext", action="store_true", help="also fastText unigrams and bigrams on the same splits")
     p.add_argument("--fasttext-threads", type=int, default=FASTTEXT_THREADS)
+    p.add_argument("--fasttext-epochs", type=int, nargs="+", help="fastText grid's epochs instead of the default's")
+    p.add_argument("--fasttext-lrs", type=float, nargs="+", help="fastText grid's learning rates instead")
     p.add_argument("--tfidf", action="store_true", help="also TF-IDF + logistic regression (scikit-learn)")
     p.add_argument("--tfidf-jobs", type=int, default=2, help="processes of the one-vs-rest fit (multi-label)")
     p.add_argument("--summary", action="store_true", help="only print and write the summary of --out")
@@ -716,17 +721,21 @@ def plan_jobs(args: argparse.Namespace, overrides: list[str], data: Dataset) -> 
 
         add(stem, results, run_textcls)
     if args.fasttext and multi:
-        grid = {**baselines.FASTTEXT_OVA_GRID, "thread": args.fasttext_threads, "thresholds": ml.THRESHOLD_GRID}
-        add("fasttext_ova_bigram", baseline_file("fasttext_ova_bigram", grid), functools.partial(_ova_run, args, data))
+        ova_grid = _grid(args, baselines.FASTTEXT_OVA_GRID)
+        grid = {**ova_grid, "thread": args.fasttext_threads, "thresholds": ml.THRESHOLD_GRID}
+        run_ova = functools.partial(_ova_run, args, data, ova_grid)
+        add("fasttext_ova_bigram", baseline_file("fasttext_ova_bigram", grid), run_ova)
     elif args.fasttext:
         for ngrams, stem in ((1, "fasttext_unigram"), (2, "fasttext_bigram")):
-            grid = json.dumps({**FASTTEXT_GRID, "thread": args.fasttext_threads}, sort_keys=True)
+            grid = json.dumps({**_grid(args, FASTTEXT_GRID), "thread": args.fasttext_threads}, sort_keys=True)
             results = ResultsFile(
                 args.out / data.name / f"{stem}.csv", config_hash([], [], f"{grid}\n{data.protocol}"), args.overwrite
             )
 
             def run_ft(split: Split, seed: int, ngrams: int = ngrams) -> dict[str, Any]:
-                return fasttext_run(split, seed, ngrams, args.work_dir, args.fasttext_threads)
+                return fasttext_run(
+                    split, seed, ngrams, args.work_dir, args.fasttext_threads, _grid(args, FASTTEXT_GRID)
+                )
 
             add(stem, results, run_ft)
     if args.tfidf:
@@ -735,10 +744,16 @@ def plan_jobs(args: argparse.Namespace, overrides: list[str], data: Dataset) -> 
     return jobs
 
 
-def _ova_run(args: argparse.Namespace, data: Dataset, split: Split, seed: int) -> dict[str, Any]:
+def _grid(args: argparse.Namespace, default: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    return {"epoch": args.fasttext_epochs or default["epoch"], "lr": args.fasttext_lrs or default["lr"]}
+
+
+def _ova_run(
+    args: argparse.Namespace, data: Dataset, grid: dict[str, list[Any]], split: Split, seed: int
+) -> dict[str, Any]:
     splits = [ml.read_jsonl(p) for p in (split.train, split.dev, split.test)]
     train_file = args.work_dir / "fasttext" / f"ova-{_file_digest(split.train)}.txt"
-    row, params = baselines.fasttext_ova(list(data.labels), splits, seed, args.fasttext_threads, train_file)
+    row, params = baselines.fasttext_ova(list(data.labels), splits, seed, args.fasttext_threads, train_file, grid)
     return {**row, "params": baselines.dumps(params)}
 
 
@@ -783,6 +798,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("jobs", "threads", "fasttext_threads", "tfidf_jobs"):
         if getattr(args, name) < 1:
             raise HarnessError(f"--{name.replace('_', '-')} must be 1 or more")
+    if any(e < 1 for e in args.fasttext_epochs or []) or any(lr <= 0 for lr in args.fasttext_lrs or []):
+        raise HarnessError("--fasttext-epochs must be 1 or more and --fasttext-lrs above 0")
     if len(set(args.seeds)) != len(args.seeds):
         raise HarnessError(f"--seeds {args.seeds} repeats a seed")
     args.work_dir = args.work_dir.resolve()

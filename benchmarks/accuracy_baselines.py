@@ -5,8 +5,9 @@ TF-IDF: word uni- and bigrams, sublinear tf, scikit-learn's defaults otherwise; 
 class_weight="balanced" (the anchor of issue 15), one-vs-rest (liblinear, one binary problem per label) for
 multi-label. Fit seconds: vectorizer fit + classifier fit.
 
-fastText ova: bigrams, one sigmoid per label; epoch and lr from FASTTEXT_OVA_GRID, the point of best dev macro-F1
-(after its thresholds are tuned on dev); fit seconds are the chosen point's train_supervised.
+fastText ova: bigrams, one sigmoid per label; epoch and lr from FASTTEXT_OVA_GRID (or the grid the harness is given),
+the point of best dev macro-F1 (after its thresholds are tuned on dev); fit seconds are the chosen point's
+train_supervised.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def fasttext_ova(
     seed: int,
     threads: int,
     train_file: Path,
+    grid: dict[str, list[Any]],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     import fasttext
 
@@ -112,8 +114,8 @@ def fasttext_ova(
     grid_start = time.perf_counter()
     diverged: list[str] = []
     grid_dev: dict[str, float] = {}  # dev macro-F1 of every grid point, to see whether the grid's edge binds
-    for epoch in FASTTEXT_OVA_GRID["epoch"]:
-        for lr in FASTTEXT_OVA_GRID["lr"]:
+    for epoch in grid["epoch"]:
+        for lr in grid["lr"]:
             start = time.perf_counter()
             try:
                 model = fasttext.train_supervised(

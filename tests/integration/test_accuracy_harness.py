@@ -23,6 +23,8 @@ sys.path.insert(0, str(HARNESS.parent))
 import accuracy_multilabel as ml  # noqa: E402  (a script's sibling module, not a package)
 
 CONFIG = str(ROOT / "configs" / "textcnn.yaml")
+# A fastText grid of 4 points instead of the harness's 12-15: each point is a training (the tests check the harness).
+SMALL_GRID = ["--fasttext-epochs", 10, 20, "--fasttext-lrs", 0.5, 1.0]
 # One epoch of a small network: each training takes a few seconds, most of it interpreter and import start-up.
 TINY = [
     "--trainer.max_epochs",
@@ -264,6 +266,10 @@ def _label_unseen_in_train(tmp_path: Path) -> tuple[Path, list[str]]:
     return folder, []
 
 
+def _zero_epochs(tmp_path: Path) -> tuple[Path, list[str]]:
+    return dev_layout(tmp_path / "ok", 10, 10), ["--fasttext-epochs", "5", "0"]
+
+
 def _repeated_seed(tmp_path: Path) -> tuple[Path, list[str]]:
     return dev_layout(tmp_path / "ok", 10, 10), ["--seeds", "1", "2", "1"]
 
@@ -281,6 +287,7 @@ def _no_jobs(tmp_path: Path) -> tuple[Path, list[str]]:
         (_short_row, "all.csv:3: expected 2 fields"),
         (_labels_not_a_list, "dev.jsonl:4: 'labels' must be a list of strings"),
         (_label_unseen_in_train, "test.jsonl: row 6 has label(s) ['speed'] that train.jsonl never has"),
+        (_zero_epochs, "--fasttext-epochs must be 1 or more"),
         (_repeated_seed, "repeats a seed"),
         (_no_jobs, "--jobs must be 1 or more"),
     ],
@@ -291,6 +298,7 @@ def _no_jobs(tmp_path: Path) -> tuple[Path, list[str]]:
         "short-row",
         "labels-not-a-list",
         "label-unseen-in-train",
+        "fasttext-epochs-0",
         "repeated-seed",
         "jobs-0",
     ],
@@ -315,7 +323,17 @@ def test_fasttext_unigrams_and_bigrams_side_by_side(tmp_path):
     # 10 threads the rest is leftover memory, and on data this small unigram training then fails with "Encountered
     # NaN" at random. Ten threads initialize all of it, so this test checks the harness, not that bug.
     run = harness(
-        data, "--fasttext", "--fasttext-threads", 10, "--seeds", 0, "--out", out, "--work-dir", tmp_path / "work"
+        data,
+        "--fasttext",
+        "--fasttext-threads",
+        10,
+        *SMALL_GRID,
+        "--seeds",
+        0,
+        "--out",
+        out,
+        "--work-dir",
+        tmp_path / "work",
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "2 run(s) to do" in run.stdout
@@ -326,6 +344,7 @@ def test_fasttext_unigrams_and_bigrams_side_by_side(tmp_path):
         assert 0.75 < float(row["test_acc"]) <= 1, row  # chance is 0.5; one word decides the label
         params = json.loads(row["params"])
         assert (params["wordNgrams"], params["thread"]) == (ngrams, 10)
+        assert params["epoch"] in (10, 20) and params["lr"] in (0.5, 1.0), params  # from the grid it was given
         assert f"| ftset | {stem} | dev |" in (out / "summary.md").read_text()
 
 
@@ -336,7 +355,7 @@ def test_multilabel_baselines_rows_and_summary_side_by_side(tmp_path):
     data = multilabel_layout(tmp_path / "mlset")
     out = tmp_path / "out"
     # Ten fastText threads for the reason given in test_fasttext_unigrams_and_bigrams_side_by_side.
-    args = [data, "--tfidf", "--fasttext", "--fasttext-threads", 10, "--seeds", 0, "--out", out]
+    args = [data, "--tfidf", "--fasttext", "--fasttext-threads", 10, *SMALL_GRID, "--seeds", 0, "--out", out]
     run = harness(*args, "--work-dir", tmp_path / "work")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "protocol multilabel, 1 split(s); 2 run(s) to do" in run.stdout
@@ -357,6 +376,8 @@ def test_multilabel_baselines_rows_and_summary_side_by_side(tmp_path):
         params = json.loads(row["params"])
         assert sorted(params["thresholds"]) == sorted(TAG_WORDS)
         assert all(0 < t < 1 for t in params["thresholds"].values())
+        if stem == "fasttext_ova_bigram":
+            assert sorted(params["grid_dev_f1_macro"]) == [f"epoch={e},lr={lr}" for e in (10, 20) for lr in (0.5, 1.0)]
         (line,) = [x for x in summary.splitlines() if x.startswith(f"| mlset | {stem} | multilabel |")]
         assert "per-label, on dev" in line
     assert "| test macro-F1 % (mean ± std over seeds) | test micro-F1 % |" in summary
