@@ -11,6 +11,9 @@ The protocol follows from the folder:
   train.csv test.csv           a stratified 10% dev split carved from train with a fixed seed          (IMDB)
   all.csv                      stratified 10-fold cross-validation, fixed shuffle; in each fold a fixed 10% of
                                the training folds is the dev set; the test fold is reported            (MR)
+  train.jsonl dev.jsonl test.jsonl   multi-label: a `text` and a `labels` list per line (accuracy_multilabel.py);
+                               textcls runs get --data.label_column labels, select on val/f1_macro and report
+                               test/f1_macro, f1_micro, map, subset_acc, hamming                  (GoEmotions)
 Splits depend on the data only (never on --seeds or the config), so every method sees the same ones. They are written
 once under --work-dir, never into the repository.
 
@@ -27,13 +30,19 @@ At the end (or with --summary alone) a markdown table of every CSV under <out> i
 <out>/summary.md.
 
 --fasttext also trains fastText (unigrams and bigrams, 2 threads) on the same splits and seeds, epoch and lr chosen
-on the dev set from a small fixed grid (FASTTEXT_GRID below); rows go to fasttext_unigram.csv / fasttext_bigram.csv.
+on the dev set from a small fixed grid (FASTTEXT_GRID below, or --fasttext-epochs / --fasttext-lrs); rows go to
+fasttext_unigram.csv / fasttext_bigram.csv.
+On a multi-label folder it trains fastText `-loss ova` with bigrams instead (fasttext_ova_bigram.csv).
+--tfidf also trains TF-IDF uni+bigrams + logistic regression (scikit-learn; one-vs-rest for multi-label): tfidf_lr.csv.
+The multi-label baselines tune one decision threshold per label on dev (accuracy_multilabel.THRESHOLD_GRID); see
+accuracy_baselines.py for their settings. Multi-label results have their own table in the summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import importlib.util
 import json
@@ -51,6 +60,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import accuracy_baselines as baselines
+import accuracy_multilabel as ml
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT_SEED = 20141025  # shuffles MR into folds and carves dev sets; fixed so every config and seed sees the same splits
@@ -99,9 +111,10 @@ class Split:
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    protocol: str  # "dev", "holdout" or "cv"
+    protocol: str  # "dev", "holdout", "cv" or "multilabel"
     n_folds: int
     splits: list[Split]
+    labels: tuple[str, ...] = ()  # multi-label only: the training split's label names, sorted
 
 
 def read_rows(path: Path) -> list[tuple[str, str]]:
@@ -188,6 +201,10 @@ def load_dataset(folder: Path, n_folds: int, work_dir: Path) -> Dataset:
     folder = folder.absolute()  # the paths reach workers, which run in the repository root, not in this cwd
     present = {p.name for p in folder.glob("*.csv")}
     name = folder.resolve().name
+    if all((folder / f).is_file() for f in ml.ML_FILES):
+        paths = [folder / f for f in ml.ML_FILES]
+        labels, sizes = ml.check_split(*paths)
+        return Dataset(name, "multilabel", 1, [Split("-", *paths, sizes)], tuple(labels))
     if {"train.csv", "dev.csv", "test.csv"} <= present:
         paths = [folder / "train.csv", folder / "dev.csv", folder / "test.csv"]
         sizes = tuple(count_rows(p) for p in paths)
@@ -199,7 +216,8 @@ def load_dataset(folder: Path, n_folds: int, work_dir: Path) -> Dataset:
             raise HarnessError(f"--folds {n_folds}: cross-validation needs at least 2 folds")
         return _cross_validation(name, folder / "all.csv", n_folds, work_dir)
     raise HarnessError(
-        f"'{folder}' has no known layout: expected train.csv+dev.csv+test.csv, train.csv+test.csv, or all.csv "
+        f"'{folder}' has no known layout: expected train.csv+dev.csv+test.csv, train.csv+test.csv, all.csv, "
+        f"or train.jsonl+dev.jsonl+test.jsonl "
         f"(found: {', '.join(sorted(present)) or 'no CSV files'})"
     )
 
@@ -261,8 +279,8 @@ def _cross_validation(name: str, all_path: Path, k: int, work_dir: Path) -> Data
 class ResultsFile:
     """<out>/<dataset>/<name>.csv: one row per finished (seed, fold); every row carries the config hash."""
 
-    def __init__(self, path: Path, config_hash: str, overwrite: bool) -> None:
-        self.path, self.config_hash = path, config_hash
+    def __init__(self, path: Path, config_hash: str, overwrite: bool, fields: list[str] | None = None) -> None:
+        self.path, self.config_hash, self.fields = path, config_hash, fields or FIELDS
         self.lock = threading.Lock()
         if overwrite and path.exists():
             path.unlink()
@@ -282,8 +300,8 @@ class ResultsFile:
         with self.lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             new = not self.path.exists() or self.path.stat().st_size == 0
-            values = [_cell(row.get(k, "")) for k in FIELDS]
-            buf = (_csv_line(FIELDS) if new else "") + _csv_line(values)
+            values = [_cell(row.get(k, "")) for k in self.fields]
+            buf = (_csv_line(self.fields) if new else "") + _csv_line(values)
             with self.path.open("a", encoding="utf-8", newline="") as f:
                 f.write(buf)  # one write: a row is there whole or not at all
                 f.flush()
@@ -325,7 +343,9 @@ def _now() -> str:
 # ------------------------------------------------------------------------------------------------ textcls runs
 
 
-def textcls_args(configs: list[Path], split: Split, seed: int, run_root: Path, overrides: list[str]) -> list[str]:
+def textcls_args(
+    configs: list[Path], split: Split, seed: int, run_root: Path, overrides: list[str], multi_label: bool = False
+) -> list[str]:
     args = ["fit"]
     for config in configs:
         args += ["--config", str(config)]
@@ -338,18 +358,19 @@ def textcls_args(configs: list[Path], split: Split, seed: int, run_root: Path, o
         f"--data.cache_dir={run_root / 'cache'}",
         "--trainer.enable_progress_bar=false",
         "--test_after_fit=true",
+        *(["--data.label_column=labels"] if multi_label else []),
         *overrides,
     ]
     return args
 
 
-def run_worker(args: list[str], run_root: Path, threads: int, log: Path) -> dict[str, Any]:
+def run_worker(args: list[str], run_root: Path, threads: int, log: Path, multi_label: bool = False) -> dict[str, Any]:
     """One training in a subprocess of this script (`--worker`); returns what the worker measured."""
     run_root.mkdir(parents=True, exist_ok=True)
     spec = run_root / "spec.json"
     result = run_root / "result.json"
     result.unlink(missing_ok=True)
-    spec.write_text(json.dumps({"args": args, "threads": threads, "result": str(result)}))
+    spec.write_text(json.dumps({"args": args, "threads": threads, "result": str(result), "multi_label": multi_label}))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
@@ -372,6 +393,8 @@ def worker_main(spec_path: str) -> None:
     import warnings
 
     spec = json.loads(Path(spec_path).read_text())
+    multi_label = spec.get("multi_label", False)
+    dev_key = ml.TEXTCLS_MONITOR if multi_label else "val/acc"
     import torch
 
     torch.set_num_threads(spec["threads"])
@@ -386,8 +409,8 @@ def worker_main(spec_path: str) -> None:
             self.val_acc: list[float] = []
 
         def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-            if not trainer.sanity_checking and "val/acc" in trainer.callback_metrics:
-                self.val_acc.append(float(trainer.callback_metrics["val/acc"]))
+            if not trainer.sanity_checking and dev_key in trainer.callback_metrics:
+                self.val_acc.append(float(trainer.callback_metrics[dev_key]))
 
     class TimedCLI(TextclsCLI):
         fit_seconds = math.nan
@@ -409,11 +432,25 @@ def worker_main(spec_path: str) -> None:
         raise SystemExit(2) from None
     trainer = cli.trainer
     metrics = trainer.callback_metrics
-    if "test/acc" not in metrics:
-        print("error: the run ended without test metrics", file=sys.stderr)
+    test_key = "test/f1_macro" if multi_label else "test/acc"
+    if test_key not in metrics:
+        print(f"error: the run ended without test metrics ({test_key})", file=sys.stderr)
         raise SystemExit(1)
     curve = cli.curve.val_acc
     best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    if multi_label:
+        if getattr(trainer.checkpoint_callback, "monitor", None) != dev_key:
+            best = None  # the checkpoint monitored something else: its score is not a dev macro-F1
+        out_ml: dict[str, Any] = {
+            "dev_f1_macro": float(best) if best is not None else max(curve, default=math.nan),
+            **{field: float(metrics[key]) for key, field in ml.TEXTCLS_TEST_METRICS.items() if key in metrics},
+            "thresholds": "textcls (its own, tuned on dev)",
+            "epochs": len(curve),
+            "best_epoch": (curve.index(max(curve)) + 1) if curve else 0,
+            "fit_seconds": cli.fit_seconds,
+        }
+        Path(spec["result"]).write_text(json.dumps(out_ml))
+        return
     out = {
         "dev_acc": float(best) if best is not None else max(curve),
         "test_acc": float(metrics["test/acc"]),
@@ -473,7 +510,9 @@ def _accuracy_f1(gold: list[str], pred: list[str]) -> tuple[float, float]:
     return acc, sum(f1s) / len(f1s)
 
 
-def fasttext_run(split: Split, seed: int, word_ngrams: int, work_dir: Path, threads: int) -> dict[str, Any]:
+def fasttext_run(
+    split: Split, seed: int, word_ngrams: int, work_dir: Path, threads: int, grid: dict[str, list[Any]]
+) -> dict[str, Any]:
     import fasttext
 
     train, _ = fasttext_file(split.train, work_dir)
@@ -483,8 +522,8 @@ def fasttext_run(split: Split, seed: int, word_ngrams: int, work_dir: Path, thre
     best: tuple[float, Any, dict[str, Any], float] | None = None
     grid_start = time.perf_counter()
     diverged: list[str] = []
-    for epoch in FASTTEXT_GRID["epoch"]:
-        for lr in FASTTEXT_GRID["lr"]:
+    for epoch in grid["epoch"]:
+        for lr in grid["lr"]:
             start = time.perf_counter()
             try:
                 model = fasttext.train_supervised(
@@ -541,9 +580,13 @@ def summarize(out: Path) -> str:
         "| seeds | runs | median fit s | total fit s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    multi_label: list[tuple[str, list[dict[str, str]]]] = []
     for path in sorted(out.glob("*/*.csv")):
         rows = read_results(path)
         if not rows:
+            continue
+        if "test_f1_macro" in rows[0]:
+            multi_label.append((path.stem, rows))
             continue
         by_seed: dict[str, list[dict[str, str]]] = {}
         for row in rows:
@@ -564,7 +607,10 @@ def summarize(out: Path) -> str:
             f"| {_pct(_mean_std(seed_f1)[0])} | {_pct(_mean_std(seed_dev)[0])} | {seeds} | {len(rows)} "
             f"| {statistics.median(fits):.1f} | {sum(fits):.0f} |"
         )
-    return "\n".join(lines) + "\n"
+    if not multi_label:
+        return "\n".join(lines) + "\n"
+    single = "\n".join(lines) + "\n\n" if len(lines) > 2 else ""
+    return single + "Multi-label:\n\n" + ml.summary_table(multi_label)
 
 
 def _pct(x: float) -> str:
@@ -578,7 +624,9 @@ def write_summary(out: Path) -> str:
         "Written by `benchmarks/accuracy.py` from every CSV under this folder (do not edit: it is rewritten).\n"
         "Test accuracy: mean ± sample std over seeds; for cross-validation each seed's value is its mean over the\n"
         "folds, and 'fold std' is the std over folds averaged over seeds. Fit seconds: wall time of one training\n"
-        "(data setup + Trainer.fit for textcls; train_supervised for fastText).\n\n" + table
+        "(data setup + Trainer.fit for textcls; train_supervised for fastText; vectorizer + classifier fit for\n"
+        "TF-IDF). Multi-label: the same statistics of test macro-F1; the other figures are means over seeds, and\n"
+        "'thresholds' says how each method chose its decision thresholds.\n\n" + table
     )
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".summary.md.tmp-{os.getpid()}"
@@ -609,6 +657,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "textcls-accuracy")
     p.add_argument("--fasttext", action="store_true", help="also fastText unigrams and bigrams on the same splits")
     p.add_argument("--fasttext-threads", type=int, default=FASTTEXT_THREADS)
+    p.add_argument("--fasttext-epochs", type=int, nargs="+", help="fastText grid's epochs instead of the default's")
+    p.add_argument("--fasttext-lrs", type=float, nargs="+", help="fastText grid's learning rates instead")
+    p.add_argument("--tfidf", action="store_true", help="also TF-IDF + logistic regression (scikit-learn)")
+    p.add_argument("--tfidf-jobs", type=int, default=2, help="processes of the one-vs-rest fit (multi-label)")
     p.add_argument("--summary", action="store_true", help="only print and write the summary of --out")
     p.add_argument("--overwrite", action="store_true", help="discard this config's results file first")
     p.add_argument("--keep-runs", action="store_true", help="keep run directories (checkpoints) under --work-dir")
@@ -627,49 +679,95 @@ class Job:
 def plan_jobs(args: argparse.Namespace, overrides: list[str], data: Dataset) -> list[Job]:
     jobs: list[Job] = []
     base = {"dataset": data.name, "protocol": data.protocol, "n_folds": data.n_folds}
-    if args.config:
-        stem = "+".join(c.stem for c in args.config)
-        results = ResultsFile(
-            args.out / data.name / f"{stem}.csv", config_hash(args.config, overrides, data.protocol), args.overwrite
-        )
+    multi = data.protocol == "multilabel"
+    fields = ml.FIELDS_ML if multi else FIELDS
+
+    def add(stem: str, results: ResultsFile, make_run: Any) -> None:
+        """One job per (seed, split) not in the results file yet; make_run(split, seed) -> the measured values."""
         for seed in args.seeds:
             for split in data.splits:
                 if results.has(seed, split.fold):
                     continue
-
-                def run(split: Split = split, seed: int = seed, stem: str = stem) -> dict[str, Any]:
-                    # A fresh directory per run: concurrent invocations sharing --work-dir (a grid of overrides of one
-                    # config) must not share spec.json, result.json, checkpoints or the tokenization cache.
-                    runs = args.work_dir / "runs" / data.name / stem
-                    runs.mkdir(parents=True, exist_ok=True)
-                    run_root = Path(tempfile.mkdtemp(prefix=f"seed{seed}-fold{split.fold}-", dir=runs))
-                    cli_args = textcls_args(args.config, split, seed, run_root, overrides)
-                    log = args.work_dir / "logs" / data.name / stem / f"{run_root.name}.log"
-                    measured = run_worker(cli_args, run_root, args.threads, log)
-                    if not args.keep_runs:
-                        shutil.rmtree(run_root, ignore_errors=True)
-                    return measured
-
                 row = {**base, "config": stem, "seed": seed, "fold": split.fold, "config_hash": results.config_hash}
+                run = functools.partial(make_run, split, seed)
                 jobs.append(Job(f"{data.name} {stem} seed {seed} fold {split.fold}", results, _sizes(row, split), run))
-    if args.fasttext:
+
+    def baseline_file(stem: str, settings: Any) -> ResultsFile:
+        text = json.dumps(settings, sort_keys=True, default=str)
+        digest = config_hash([], [], f"{text}\n{data.protocol}")
+        return ResultsFile(args.out / data.name / f"{stem}.csv", digest, args.overwrite, fields)
+
+    if args.config:
+        stem = "+".join(c.stem for c in args.config)
+        results = ResultsFile(
+            args.out / data.name / f"{stem}.csv",
+            config_hash(args.config, overrides, data.protocol),
+            args.overwrite,
+            fields,
+        )
+
+        def run_textcls(split: Split, seed: int) -> dict[str, Any]:
+            # A fresh directory per run: concurrent invocations sharing --work-dir (a grid of overrides of one
+            # config) must not share spec.json, result.json, checkpoints or the tokenization cache.
+            runs = args.work_dir / "runs" / data.name / stem
+            runs.mkdir(parents=True, exist_ok=True)
+            run_root = Path(tempfile.mkdtemp(prefix=f"seed{seed}-fold{split.fold}-", dir=runs))
+            cli_args = textcls_args(args.config, split, seed, run_root, overrides, multi)
+            log = args.work_dir / "logs" / data.name / stem / f"{run_root.name}.log"
+            measured = run_worker(cli_args, run_root, args.threads, log, multi)
+            if not args.keep_runs:
+                shutil.rmtree(run_root, ignore_errors=True)
+            return measured
+
+        add(stem, results, run_textcls)
+    if args.fasttext and multi:
+        ova_grid = _grid(args, baselines.FASTTEXT_OVA_GRID)
+        grid = {**ova_grid, "thread": args.fasttext_threads, "thresholds": ml.THRESHOLD_GRID}
+        run_ova = functools.partial(_ova_run, args, data, ova_grid)
+        add("fasttext_ova_bigram", baseline_file("fasttext_ova_bigram", grid), run_ova)
+    elif args.fasttext:
         for ngrams, stem in ((1, "fasttext_unigram"), (2, "fasttext_bigram")):
-            grid = json.dumps({**FASTTEXT_GRID, "thread": args.fasttext_threads}, sort_keys=True)
+            grid = json.dumps({**_grid(args, FASTTEXT_GRID), "thread": args.fasttext_threads}, sort_keys=True)
             results = ResultsFile(
                 args.out / data.name / f"{stem}.csv", config_hash([], [], f"{grid}\n{data.protocol}"), args.overwrite
             )
-            for seed in args.seeds:
-                for split in data.splits:
-                    if results.has(seed, split.fold):
-                        continue
 
-                    def run(split: Split = split, seed: int = seed, ngrams: int = ngrams) -> dict[str, Any]:
-                        return fasttext_run(split, seed, ngrams, args.work_dir, args.fasttext_threads)
+            def run_ft(split: Split, seed: int, ngrams: int = ngrams) -> dict[str, Any]:
+                return fasttext_run(
+                    split, seed, ngrams, args.work_dir, args.fasttext_threads, _grid(args, FASTTEXT_GRID)
+                )
 
-                    row = {**base, "config": stem, "seed": seed, "fold": split.fold, "config_hash": results.config_hash}
-                    label = f"{data.name} {stem} seed {seed} fold {split.fold}"
-                    jobs.append(Job(label, results, _sizes(row, split), run))
+            add(stem, results, run_ft)
+    if args.tfidf:
+        settings = {**baselines.TFIDF, "C": baselines.LR_C, "thresholds": ml.THRESHOLD_GRID if multi else None}
+        add("tfidf_lr", baseline_file("tfidf_lr", settings), functools.partial(_tfidf_run, args, data))
     return jobs
+
+
+def _grid(args: argparse.Namespace, default: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    return {"epoch": args.fasttext_epochs or default["epoch"], "lr": args.fasttext_lrs or default["lr"]}
+
+
+def _ova_run(
+    args: argparse.Namespace, data: Dataset, grid: dict[str, list[Any]], split: Split, seed: int
+) -> dict[str, Any]:
+    splits = [ml.read_jsonl(p) for p in (split.train, split.dev, split.test)]
+    train_file = args.work_dir / "fasttext" / f"ova-{_file_digest(split.train)}.txt"
+    row, params = baselines.fasttext_ova(list(data.labels), splits, seed, args.fasttext_threads, train_file, grid)
+    return {**row, "params": baselines.dumps(params)}
+
+
+def _tfidf_run(args: argparse.Namespace, data: Dataset, split: Split, seed: int) -> dict[str, Any]:
+    if data.protocol == "multilabel":
+        splits = [ml.read_jsonl(p) for p in (split.train, split.dev, split.test)]
+        row, params = baselines.tfidf_multilabel(list(data.labels), splits, seed, args.tfidf_jobs)
+        return {**row, "params": baselines.dumps(params)}
+    rows = [read_rows(p) for p in (split.train, split.dev, split.test)]
+    dev_pred, test_pred, params, seconds = baselines.tfidf_single_label(rows, seed)
+    dev_acc, _ = _accuracy_f1([label for label, _ in rows[1]], dev_pred)
+    test_acc, test_f1 = _accuracy_f1([label for label, _ in rows[2]], test_pred)
+    measured = {"dev_acc": dev_acc, "test_acc": test_acc, "test_f1": test_f1, "epochs": "", "best_epoch": ""}
+    return {**measured, "fit_seconds": seconds, "params": baselines.dumps(params)}
 
 
 def _sizes(row: dict[str, Any], split: Split) -> dict[str, Any]:
@@ -687,17 +785,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.dataset_dir is None:
         raise HarnessError("give a DATASET_DIR (or --summary alone)")
-    if not args.config and not args.fasttext:
-        raise HarnessError("nothing to run: give --config CONFIG (repeatable) and/or --fasttext")
+    if not args.config and not args.fasttext and not args.tfidf:
+        raise HarnessError("nothing to run: give --config CONFIG (repeatable), --fasttext and/or --tfidf")
     for config in args.config:
         if not config.is_file():
             raise HarnessError(f"--config '{config}' does not exist or is not a file")
     args.config = [c.resolve() for c in args.config]
     if args.fasttext and importlib.util.find_spec("fasttext") is None:
         raise HarnessError("--fasttext needs the fasttext module: pip install fasttext-numpy2 (the `bench` extra)")
-    for name in ("jobs", "threads", "fasttext_threads"):
+    if args.tfidf and importlib.util.find_spec("sklearn") is None:
+        raise HarnessError("--tfidf needs scikit-learn: pip install scikit-learn (the `bench` extra)")
+    for name in ("jobs", "threads", "fasttext_threads", "tfidf_jobs"):
         if getattr(args, name) < 1:
             raise HarnessError(f"--{name.replace('_', '-')} must be 1 or more")
+    if any(e < 1 for e in args.fasttext_epochs or []) or any(lr <= 0 for lr in args.fasttext_lrs or []):
+        raise HarnessError("--fasttext-epochs must be 1 or more and --fasttext-lrs above 0")
     if len(set(args.seeds)) != len(args.seeds):
         raise HarnessError(f"--seeds {args.seeds} repeats a seed")
     args.work_dir = args.work_dir.resolve()
@@ -733,12 +835,18 @@ def _execute(jobs: list[Job], parallel: int) -> int:
                 failed.add(job.results.path)
             return
         job.results.append({**job.row, **measured, "finished_utc": _now()})
+        if "test_f1_macro" in measured:
+            figures = (
+                f"dev macro-F1 {100 * measured['dev_f1_macro']:.2f} test macro-F1 {100 * measured['test_f1_macro']:.2f}"
+                f" micro-F1 {100 * measured.get('test_f1_micro', math.nan):.2f}"
+            )
+        else:
+            figures = f"dev {100 * measured['dev_acc']:.2f} test {100 * measured['test_acc']:.2f}"
         with lock:
             done += 1
             print(
-                f"[{done}/{len(jobs)}] {job.label}: dev {100 * measured['dev_acc']:.2f} test "
-                f"{100 * measured['test_acc']:.2f} fit {measured['fit_seconds']:.1f} s "
-                f"({measured['epochs']} epochs)",
+                f"[{done}/{len(jobs)}] {job.label}: {figures} fit {measured['fit_seconds']:.1f} s "
+                f"({measured['epochs'] or '-'} epochs)",
                 flush=True,
             )
 
@@ -753,7 +861,7 @@ def _execute(jobs: list[Job], parallel: int) -> int:
 if __name__ == "__main__":
     try:
         raise SystemExit(main())
-    except HarnessError as err:
+    except (HarnessError, ml.MultiLabelDataError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
