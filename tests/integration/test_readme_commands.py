@@ -225,7 +225,8 @@ def write_data(path: Path, option: str, fmt: str | None, columns: tuple[set[str]
     elif suffix in (".ft", ".fasttext", ".txt"):
         text = "".join(f"__label__{r['label']} {r['text']}\n" for r in table)
     elif suffix in (".jsonl", ".json", ".ndjson"):
-        text = "".join(json.dumps(r) + "\n" for r in table)
+        # a `labels` column is a multi-label one, as the pages that name it mean: lists of names
+        text = "".join(json.dumps({k: [v] if k == "labels" else v for k, v in r.items()}) + "\n" for r in table)
     elif suffix in (".parquet", ".pq"):
         import pyarrow as pa
         import pyarrow.parquet as pq
