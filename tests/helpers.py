@@ -110,3 +110,12 @@ def race_three_builders(cache: Path, marker_dir: Path) -> list[int | None]:
     for worker in workers:
         worker.join(timeout=30)
     return [worker.exitcode for worker in workers]
+
+
+def last_metrics(run: Path) -> dict[str, float]:
+    """The last value of every metric in a run directory's metrics.csv."""
+    out: dict[str, float] = {}
+    with (run / "metrics.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            out.update({k: float(v) for k, v in row.items() if v and k not in ("epoch", "step")})
+    return out

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +287,15 @@ class Browser:
             os.killpg(self.process.pid, signal.SIGKILL)  # the group this browser started (start_new_session)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def all_ready(servers: dict[str, Server]) -> Iterator[dict[str, Server]]:
+    """`servers` once each answers, stopped when the block ends (whatever happens in it)."""
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TEXTCLS, labelled_rows, write_rows
+from helpers import TEXTCLS, labelled_rows, last_metrics, write_rows
 
 from textcls.cli import main
 
@@ -94,15 +94,6 @@ def run_dirs(runs: Path) -> list[Path]:
     return sorted(p for p in (runs / "textcnn").iterdir() if p.is_dir())
 
 
-def metrics(run: Path) -> dict[str, float]:
-    """The last value of every metric in metrics.csv."""
-    out: dict[str, float] = {}
-    with (run / "metrics.csv").open() as handle:
-        for row in csv.DictReader(handle):
-            out.update({k: float(v) for k, v in row.items() if v and k not in ("epoch", "step")})
-    return out
-
-
 def evaluated_rows(directory: Path, pattern: str) -> list[int]:
     rows: list[int] = []
     for path in sorted(directory.glob(pattern)):
@@ -132,7 +123,7 @@ def test_ddp_cpu_two_processes_match_one_process_and_count_each_example_once(tmp
     last_one = torch.load(run_one / "checkpoints/last.ckpt", weights_only=True)
     last_two = torch.load(run_two / "checkpoints/last.ckpt", weights_only=True)
     assert last_one["global_step"] == last_two["global_step"] == 4 * (N_TRAIN // 16)
-    m_one, m_two = metrics(run_one), metrics(run_two)
+    m_one, m_two = last_metrics(run_one), last_metrics(run_two)
     assert abs(m_one["val/acc"] - m_two["val/acc"]) <= 0.005
     assert m_two["val/acc"] >= 0.95  # both learned the task, so the comparison means something
 
@@ -148,8 +139,8 @@ def test_ddp_cpu_two_processes_match_one_process_and_count_each_example_once(tmp
     main(["validate", "--ckpt_path", str(run_two / "checkpoints/last.ckpt"), "--data.val_file", str(data["val"]),
           "--runs_root", str(tmp_path / "check"), "--trainer.enable_progress_bar", "false"])  # fmt: skip
     [validated] = [p for p in (tmp_path / "check").glob("*/*") if p.is_dir()]
-    assert metrics(validated)["val/loss"] == pytest.approx(m_two["val/loss"], rel=1e-5)
-    assert metrics(validated)["val/acc"] == pytest.approx(m_two["val/acc"], abs=1e-6)
+    assert last_metrics(validated)["val/loss"] == pytest.approx(m_two["val/loss"], rel=1e-5)
+    assert last_metrics(validated)["val/acc"] == pytest.approx(m_two["val/acc"], abs=1e-6)
 
 
 def test_two_nodes_on_loopback_write_logs_checkpoints_and_predictions_once(tmp_path, data):
@@ -170,7 +161,7 @@ def test_two_nodes_on_loopback_write_logs_checkpoints_and_predictions_once(tmp_p
     [run] = run_dirs(runs)  # node 1 created no directory of its own
     assert (run / "metrics.csv").is_file() and (run / "config.yaml").is_file()
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
-    assert "test/acc" in metrics(run)
+    assert "test/acc" in last_metrics(run)
 
     predict_file = write_rows(tmp_path / "predict.csv", labelled_rows(N_TEST, prefix="p"))
     port = str(free_port())

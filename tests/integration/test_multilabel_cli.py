@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import main_error_line
+from helpers import last_metrics, main_error_line
 from multilabel_data import COLUMNS, TAGS, tag_files
 
 from textcls.cli import TextclsCLI
@@ -41,18 +41,10 @@ def fitted(tmp_path_factory):
     return {"cli": cli, "files": files, "run": Path(cli.trainer.default_root_dir)}
 
 
-def metrics(run: Path) -> dict[str, float]:
-    out: dict[str, float] = {}
-    with (run / "metrics.csv").open() as handle:
-        for row in csv.DictReader(handle):
-            out.update({k: float(v) for k, v in row.items() if v and k not in ("epoch", "step")})
-    return out
-
-
 def test_fit_logs_the_multi_label_metrics_and_selects_on_macro_f1(fitted):
     cli, run = fitted["cli"], fitted["run"]
     assert cli.model.multi_label and cli.datamodule.label_names == sorted(TAGS)
-    found = metrics(run)
+    found = last_metrics(run)
     assert {"val/f1_macro", "val/f1_micro", "val/map", "val/loss", *MULTI_METRICS} <= set(found)
     assert "val/acc" not in found and "test/acc" not in found
     assert found["test/f1_macro"] >= 0.9 and found["test/map"] >= 0.9  # a keyword per tag: the task is learnable
@@ -85,8 +77,8 @@ def test_test_from_the_checkpoint_needs_only_the_file(fitted, tmp_path, capsys):
               "--runs_root", str(tmp_path / "runs"), *QUIET]
     )  # fmt: skip
     assert cli.datamodule.label_column == "tags" and cli.datamodule.text_columns == ["body"]
-    tested = metrics(Path(cli.trainer.default_root_dir))
-    assert tested["test/f1_macro"] == pytest.approx(metrics(fitted["run"])["test/f1_macro"], abs=1e-6)
+    tested = last_metrics(Path(cli.trainer.default_root_dir))
+    assert tested["test/f1_macro"] == pytest.approx(last_metrics(fitted["run"])["test/f1_macro"], abs=1e-6)
     assert "test/f1_macro" in capsys.readouterr().out  # in the printed metrics table
 
 
@@ -100,7 +92,7 @@ def test_csv_with_a_separator_and_fasttext_lines_train_multi_label(suffix, tmp_p
               "--runs_root", str(tmp_path / "runs"), *QUIET]
     )  # fmt: skip
     assert cli.model.multi_label and cli.datamodule.label_names == sorted(TAGS)
-    assert "val/f1_macro" in metrics(Path(cli.trainer.default_root_dir))
+    assert "val/f1_macro" in last_metrics(Path(cli.trainer.default_root_dir))
 
 
 def test_balanced_weights_are_computed_from_training_and_stored(fitted, tmp_path):

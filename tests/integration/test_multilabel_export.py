@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import TEXTCLS, one_error_line
 from multilabel_checkpoints import LABELS, THRESHOLDS, multi_label_checkpoint
-from serve_helpers import Server, free_port
+from serve_helpers import Server, all_ready, free_port
 
 from textcls.cli import main
 from textcls.inference import load_classifier
@@ -83,13 +83,8 @@ def servers(checkpoints, exported, tmp_path_factory):
         "torch": Server(tmp_path_factory.mktemp("ml-torch-server"), "--ckpt_path", str(checkpoints["mlp"])),
         "onnx": Server(tmp_path_factory.mktemp("ml-onnx-server"), "--model_dir", str(exported)),
     }
-    try:
-        for server in started.values():
-            server.wait_ready()
+    with all_ready(started):
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 def _assert_same(got: list[dict], expected: list[dict]) -> None:

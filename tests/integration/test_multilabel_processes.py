@@ -4,13 +4,13 @@ process validating its checkpoint. The three first runs are independent, so they
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import last_metrics
 from multilabel_data import COLUMNS, tag_rows, write_tags
 from test_ddp import finish, start
 
@@ -47,14 +47,6 @@ def last(run: Path) -> dict:
     return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
 
 
-def metrics(run: Path) -> dict[str, float]:
-    out: dict[str, float] = {}
-    with (run / "metrics.csv").open() as handle:
-        for row in csv.DictReader(handle):
-            out.update({k: float(v) for k, v in row.items() if v and k not in ("epoch", "step")})
-    return out
-
-
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
     root = tmp_path_factory.mktemp("multilabel-processes")
@@ -85,8 +77,8 @@ def test_kill_then_resume_last_matches_the_uninterrupted_run(launched):
     assert not torch.equal(want["state_dict"]["thresholds"], torch.full((4,), 0.5))  # tuned, and equal above
     for i, state in want["optimizer_states"][0]["state"].items():
         assert all(torch.equal(got["optimizer_states"][0]["state"][i][k], v) for k, v in state.items())
-    final = {k: v for k, v in metrics(run_dir(root / "reference")).items() if not k.endswith("_step")}
-    resumed = metrics(run_dir(root / "killed"))
+    final = {k: v for k, v in last_metrics(run_dir(root / "reference")).items() if not k.endswith("_step")}
+    resumed = last_metrics(run_dir(root / "killed"))
     assert {k: resumed[k] for k in final} == final
 
 
@@ -106,6 +98,6 @@ def test_ddp_cpu_counts_each_example_once_and_matches_one_process(launched, tmp_
           str(launched["files"]["val"]), "--runs_root", str(tmp_path / "check"), "--trainer.enable_progress_bar",
           "false"])  # fmt: skip
     [validated] = [p for p in (tmp_path / "check").glob("*/*") if p.is_dir()]
-    ddp, one = metrics(run), metrics(validated)
+    ddp, one = last_metrics(run), last_metrics(validated)
     for key in ("val/loss", "val/f1_macro", "val/f1_micro", "val/map"):
         assert one[key] == pytest.approx(ddp[key], abs=1e-6), key

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import TEXTCLS, one_error_line
-from serve_helpers import Server, free_port, listening, mapped_libraries, tiny_checkpoint, tiny_export
+from serve_helpers import Server, all_ready, free_port, listening, mapped_libraries, tiny_checkpoint, tiny_export
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -71,13 +71,8 @@ def servers(checkpoint, export_dir, tmp_path_factory):
         "onnx": Server(tmp_path_factory.mktemp("onnx-server"), "--model_dir", str(export_dir), "--workers", "2",
                        "--threads", "1"),
     }  # fmt: skip
-    try:
-        for server in started.values():
-            server.wait_ready()
+    with all_ready(started):
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 def _probabilities(records, names):
