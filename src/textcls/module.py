@@ -62,8 +62,7 @@ class TextClassifier(pl.LightningModule):
         freeze_embeddings: keep the network's `embedding` fixed during training (Kim's CNN-static); false fine-tunes
             it (CNN-non-static).
         multi_label: multi-hot targets, binary cross-entropy and sigmoid outputs (linked from the data).
-        threshold_mode: multi-label thresholds, tuned on dev at each validation and stored: "per_label" (each label's
-            F1) or "global" (one for all, on macro-F1); val/f1_* are scored at the thresholds just chosen.
+        threshold_mode: multi-label thresholds, tuned on dev at each validation: "per_label" or "global" (one for all).
     """
 
     def __init__(
