@@ -222,14 +222,17 @@ def save_last(trainer: pl.Trainer) -> Path:
     return path
 
 
-MULTI_LABEL_MONITOR = "val/f1_macro"
+#: The same selection metric under each task's name: macro-F1 is `val/f1` in single-label runs and `val/f1_macro` in
+#: multi-label ones, and a multi-label run logs no accuracy (its default selection is macro-F1).
+TASK_MONITORS = {False: {"val/f1_macro": "val/f1"}, True: {"val/acc": "val/f1_macro", "val/f1": "val/f1_macro"}}
 
 
-def use_multi_label_monitor(callbacks: list[Any]) -> None:
-    """Checkpoint selection and early stopping that watch `val/acc`, the single-label default, watch macro-F1 in a
-    multi-label run, which logs no accuracy (so configs written for single-label stack unchanged); other metrics
-    stay."""
+def use_task_monitors(callbacks: list[Any], multi_label: bool) -> None:
+    """Checkpoint selection and early stopping that watch a metric the other task logs watch this task's equivalent,
+    so a config stacks on either kind of data (`configs/benchmarks/multilabel.yaml`, `early_stopping.yaml`)."""
+    renames = TASK_MONITORS[multi_label]
     for callback in callbacks:
-        if isinstance(callback, (ModelCheckpoint, EarlyStopping)) and callback.monitor == "val/acc":
-            callback.monitor = MULTI_LABEL_MONITOR
-            rank_zero_info(f"{type(callback).__name__} monitors {MULTI_LABEL_MONITOR} (multi-label: no val/acc)")
+        if isinstance(callback, (ModelCheckpoint, EarlyStopping)) and callback.monitor in renames:
+            old, callback.monitor = callback.monitor, renames[callback.monitor]
+            task = "multi-label" if multi_label else "single-label"
+            rank_zero_info(f"{type(callback).__name__} monitors {callback.monitor} ({task} data: no {old})")

@@ -16,7 +16,7 @@ import textcls.models  # noqa: F401  (so the networks' short names resolve: --mo
 from textcls import quiet, run_config
 from textcls.callbacks import PredictionWriter
 from textcls.checkpoint import check_weights_fit
-from textcls.checkpointing import ResumeCheckpoint, use_multi_label_monitor
+from textcls.checkpointing import ResumeCheckpoint, use_task_monitors
 from textcls.compat import SingleMergeCLI
 from textcls.config_checks import check_config, check_config_files
 from textcls.data import TextDataModule
@@ -155,8 +155,7 @@ class TextclsCLI(SingleMergeCLI):
         configured = init.get("trainer.callbacks") or []
         speedups = init.get("speedups") or Speedups()
         speedups.apply(trainer, keep=configured if isinstance(configured, list) else [configured])
-        if getattr(self.datamodule, "multi_label", False):
-            use_multi_label_monitor(trainer.callbacks)  # type: ignore[attr-defined]
+        use_task_monitors(trainer.callbacks, bool(getattr(self.datamodule, "multi_label", False)))  # type: ignore[attr-defined]
         quiet.quiet_trainer(trainer)
         return trainer
 
