@@ -479,6 +479,7 @@ def parse_script(script: str, args: list[str]) -> str:
         raise _Parsed(result)
 
     argv, sys.argv = sys.argv, [str(path), *args]
+    sys.path.insert(0, str(path.parent))  # as `python script.py` does: a script may import its neighbours
     argparse.ArgumentParser.parse_args = parse_args  # type: ignore[method-assign]
     argparse.ArgumentParser.parse_known_args = parse_known_args  # type: ignore[method-assign]
     try:
@@ -487,6 +488,7 @@ def parse_script(script: str, args: list[str]) -> str:
         return "parsed: a script of minutes to hours"
     finally:
         sys.argv = argv
+        sys.path.remove(str(path.parent))
         argparse.ArgumentParser.parse_args = real_parse_args  # type: ignore[method-assign]
         argparse.ArgumentParser.parse_known_args = real_parse_known  # type: ignore[method-assign]
     raise AssertionError(f"{script} never parsed its arguments")
