@@ -194,3 +194,20 @@ def test_single_label_text_refused_by_a_multi_label_model(tmp_path):
     dm = TextDataModule(train_file=str(train), test_file=str(test), label_column="labels", val_fraction=0.2)
     with pytest.raises(DataError, match="one label per row, but the model is multi-label"):
         dm.setup("test")
+
+
+def test_a_hub_dataset_with_a_sequence_of_class_labels_is_multi_label(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "labels": datasets.Sequence(datasets.ClassLabel(names=LABELS))}
+    )
+    rows = _rows(40, seed=5)
+    data = {"text": [r["text"] for r in rows], "labels": [[LABELS.index(x) for x in r["labels"]] for r in rows]}
+    folder = tmp_path / "hubset"
+    folder.mkdir()
+    for split in ("train", "test"):
+        datasets.Dataset.from_dict(data, features=features).to_parquet(str(folder / f"{split}.parquet"))
+    dm = TextDataModule(dataset=str(folder), val_split="test", test_split="test", label_column="labels")
+    assert dm.multi_label and dm.label_names == sorted({x for r in rows for x in r["labels"]})
+    dm.setup("test")
+    assert _sets(dm, "test") == {r["text"].split()[0]: set(r["labels"]) for r in rows}

@@ -35,6 +35,8 @@ def load_hub_split(name: str, config: str | None, split: str, label_column: str 
     feature = dataset.features.get(label_column) if label_column else None
     if label_column and isinstance(feature, datasets.ClassLabel):
         table = _label_names(table, label_column, feature.names)
+    elif label_column and isinstance(inner := getattr(feature, "feature", None), datasets.ClassLabel):  # a sequence
+        table = _label_list_names(table, label_column, inner.names)
     return TableSource(table, title, fingerprint=f"hub:{name}:{config}:{split}:{_cache_state(dataset)}")
 
 
@@ -70,3 +72,16 @@ def _label_names(table: pa.Table, column: str, names: list[str]) -> pa.Table:
         chunks.append(pa.DictionaryArray.from_arrays(ids, dictionary))
     position = table.column_names.index(column)
     return table.set_column(position, column, pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string())))
+
+
+def _label_list_names(table: pa.Table, column: str, names: list[str]) -> pa.Table:
+    """Lists of class ids (a multi-label hub column, e.g. go_emotions) -> lists of their names."""
+    dictionary = pa.array(names, pa.string())
+    chunks = []
+    for chunk in table.column(column).chunks:
+        chunk = chunk.cast(pa.list_(pa.int64()))  # large lists and other id widths alike
+        named = dictionary.take(pc.list_flatten(chunk))
+        offsets = pc.subtract(chunk.offsets, chunk.offsets[0])
+        chunks.append(pa.ListArray.from_arrays(offsets, named, mask=chunk.is_null()))
+    position = table.column_names.index(column)
+    return table.set_column(position, column, pa.chunked_array(chunks, pa.list_(pa.string())))
