@@ -62,7 +62,7 @@ class PredictionWriter(BasePredictionWriter):
         filename: name of the CSV inside the run directory (ending in .jsonl: JSON Lines).
         top_k: write the k most probable labels and their probabilities instead of every class's probability.
         keep_columns: input columns of the predict file to carry into the CSV, e.g. [id]; unset keeps none.
-        threshold: multi-label: one probability (0-1) every label needs, instead of its tuned threshold.
+        threshold: multi-label: one threshold (0-1) for every label instead of the tuned ones.
     """
 
     def __init__(

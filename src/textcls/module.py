@@ -47,8 +47,7 @@ class TextClassifier(pl.LightningModule):
         lr_scheduler_interval: step the schedule every "step" or every "epoch".
         lr_scheduler_monitor: metric a ReduceLROnPlateau schedule watches (it always steps per epoch).
         label_smoothing: cross-entropy label smoothing in [0, 1) (multi-label: each target moves half of it toward 0.5).
-        class_weights: a loss weight per class in label order (multi-label: each label's positive weight);
-            "balanced": inverse frequencies counted from the training split (stored in the checkpoint).
+        class_weights: a loss weight per class (multi-label: per label, on its positives), or "balanced".
         decay_embeddings: also apply the optimizer's weight decay to embedding tables (biases and norms never get it).
         label_names: class names in index order; LightningCLI fills them in from the data.
         compile: compile the network (not this LightningModule) with `torch.compile`; the checkpoint keys stay the same.
@@ -61,8 +60,8 @@ class TextClassifier(pl.LightningModule):
             random vector. Never read when resuming, validating, testing or predicting (the checkpoint has the weights).
         freeze_embeddings: keep the network's `embedding` fixed during training (Kim's CNN-static); false fine-tunes
             it (CNN-non-static).
-        multi_label: multi-hot targets, binary cross-entropy and sigmoid outputs (linked from the data).
-        threshold_mode: multi-label thresholds, tuned on dev at each validation: "per_label" or "global" (one for all).
+        multi_label: multi-label model: sigmoid outputs, BCE (linked from the data).
+        threshold_mode: multi-label thresholds tuned on dev: "per_label" or "global".
     """
 
     def __init__(

@@ -46,9 +46,8 @@ class TextDataModule(SplitEntries, pl.LightningDataModule):
             .txt predict file is always one text per line).
         text_column: column holding the text; a list of columns is joined with spaces.
         label_column: column holding the label (strings or integers), or a list of labels (multi-label).
-        multi_label: any number of labels per text; unset: from the data (list labels, a separator, several
-            `__label__`s); true also reads a text label as a set of one.
-        label_separator: what separates a text column's labels (CSV / TSV), e.g. "|"; multi-label.
+        multi_label: any number of labels per text; unset: from the data (docs/multi-label.md).
+        label_separator: separator of a text column's labels, e.g. "|" (multi-label).
         label_order: the classes in the order of the model's outputs (and of confusion matrices and per-class
             tables), e.g. [negative, neutral, positive]; it must name every training label. Unset: numeric order
             when every label is an integer, else alphabetical.
