@@ -13,7 +13,7 @@ SWEEP_COUNT ?= 10
 WANDB_PROJECT ?= textcls
 SWEEP_LOCAL_ARGS ?=
 STUDY_ARGS ?=
-# The Results tables (benchmarks/accuracy.py): folder holding mr/, sst2/ and imdb/ as label,text CSVs.
+# The Results tables (benchmarks/accuracy.py): folder holding mr/, sst2/, imdb/ (label,text CSVs) and goemotions/.
 DATA ?= ../shared/data
 ACCURACY_ARGS ?= --seeds 0 1 2 --jobs 2
 # data set:recipe, one per Results row; recipe configs/benchmarks/R.yaml stacks on configs/<R up to its first _>.yaml.
@@ -89,7 +89,12 @@ accuracy: $(STAMP) ## Results tables: make accuracy DATA=../shared/data ACCURACY
 		.venv/bin/python benchmarks/accuracy.py $(DATA)/$$data --config configs/$${recipe%%_*}.yaml \
 			--config configs/benchmarks/$$recipe.yaml $(ACCURACY_ARGS) || exit 1; \
 	done
-	for d in sst2 mr imdb; do .venv/bin/python benchmarks/accuracy.py $(DATA)/$$d --fasttext $(ACCURACY_ARGS) || exit 1; done
+	for model in mlp:mlp_nb_multilabel textcnn:textcnn_multilabel; do \
+		.venv/bin/python benchmarks/accuracy.py $(DATA)/goemotions --config configs/$${model%%:*}.yaml \
+			--config configs/benchmarks/$${model#*:}.yaml --config configs/benchmarks/multilabel.yaml $(ACCURACY_ARGS) || exit 1; \
+	done
+	for d in sst2 mr imdb goemotions; do .venv/bin/python benchmarks/accuracy.py $(DATA)/$$d --fasttext $(ACCURACY_ARGS) || exit 1; done
+	for d in sst2 mr imdb goemotions; do .venv/bin/python benchmarks/accuracy.py $(DATA)/$$d --tfidf --seeds 0 || exit 1; done
 
 # The agent runs the sweep's `${interpreter} -m textcls`, so the venv's python must come first on PATH.
 sweep: $(STAMP) ## W&B sweep over SWEEP_CONFIG plus one agent for SWEEP_COUNT runs (needs `wandb login`)
