@@ -110,14 +110,16 @@ class ClassificationReport(Callback):
         multi_label = isinstance(self.confusion, MultilabelStatScores)
         matrix = self.confusion.compute().cpu()  # summed over all ranks under DDP
         self.confusion = None
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # on every rank: log_dir is a broadcast
         if trainer.is_global_zero:
-            self._report(trainer, _label_names(pl_module), matrix, multi_label)
+            self._report(trainer, run_dir, _label_names(pl_module), matrix, multi_label)
 
-    def _report(self, trainer: pl.Trainer, names: list[str], matrix: torch.Tensor, multi_label: bool = False) -> None:
+    def _report(
+        self, trainer: pl.Trainer, run_dir: Path, names: list[str], matrix: torch.Tensor, multi_label: bool = False
+    ) -> None:
         scores = per_label_scores(matrix) if multi_label else per_class_scores(matrix)
         kind = "label" if multi_label else "class"
         self._print(names, scores, kind)
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         write_scores_csv(run_dir / f"test_per_{kind}.csv", names, scores, kind)
         loggers = wandb_loggers(trainer)
         if not loggers:
