@@ -52,10 +52,14 @@ class LabelSets:
         positions = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
         return LabelSets(offsets, self.values[positions])
 
+    def value_rows(self) -> np.ndarray:
+        """The row of each entry of `values`."""
+        return np.repeat(np.arange(len(self)), np.diff(self.offsets))
+
     def multi_hot(self, num_labels: int) -> np.ndarray:
         """float32 [rows, num_labels], 1 where a row has the label."""
         out = np.zeros((len(self), num_labels), np.float32)
-        out[np.repeat(np.arange(len(self)), np.diff(self.offsets)), self.values] = 1.0
+        out[self.value_rows(), self.values] = 1.0
         return out
 
     def counts(self, num_labels: int) -> np.ndarray:
@@ -68,7 +72,7 @@ class LabelSets:
         counts = self.counts(num_labels)
         key = np.full(len(self), num_labels, np.int64)
         rarity = counts[self.values]
-        rows = np.repeat(np.arange(len(self)), np.diff(self.offsets))
+        rows = self.value_rows()
         order = np.lexsort((rarity, rows))  # by row, the rarest label first
         first = np.ones(len(order), bool)
         first[1:] = rows[order][1:] != rows[order][:-1]

@@ -172,8 +172,7 @@ def codes_for(scan_result: Scan, names: list[str], source: Source) -> Any:
     lookup = np.array([names.index(label) for label in scan_result.seen], dtype=np.int32)
     if scan_result.multi:
         sets = LabelSets.concat(scan_result.code_parts)
-        rows = np.repeat(np.arange(len(sets)), np.diff(sets.offsets))
-        return from_pairs(rows, lookup[sets.values].astype(np.int64), len(sets)) if len(lookup) else sets
+        return from_pairs(sets.value_rows(), lookup[sets.values].astype(np.int64), len(sets)) if len(lookup) else sets
     codes = np.concatenate(scan_result.code_parts) if scan_result.code_parts else np.zeros(0, np.int32)
     return lookup[codes] if len(lookup) else codes
 
