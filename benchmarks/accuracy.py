@@ -70,26 +70,7 @@ DEV_FRACTION = 0.1
 PROTOCOL_VERSION = 1  # part of each results file's config hash: bump when the protocol changes
 FASTTEXT_GRID = {"epoch": [5, 10, 20], "lr": [0.05, 0.1, 0.25, 0.5, 1.0]}
 FASTTEXT_THREADS = 2
-FIELDS = [
-    "dataset",
-    "protocol",
-    "config",
-    "seed",
-    "fold",
-    "n_folds",
-    "dev_acc",
-    "test_acc",
-    "test_f1",
-    "epochs",
-    "best_epoch",
-    "fit_seconds",
-    "n_train",
-    "n_dev",
-    "n_test",
-    "params",
-    "config_hash",
-    "finished_utc",
-]
+FIELDS = [*ml.ROW_KEY, "dev_acc", "test_acc", "test_f1", *ml.RUN_FIELDS, *ml.RECORD_FIELDS]
 
 
 class HarnessError(Exception):

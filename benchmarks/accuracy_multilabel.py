@@ -26,13 +26,12 @@ ML_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl")
 # The fine low end is for fastText ova, whose best thresholds for rare labels lie below 0.05.
 THRESHOLD_GRID = [0.01, 0.02, 0.03, 0.04] + [round(0.05 * i, 2) for i in range(1, 20)]
 THRESHOLD_NOTE = "per-label, on dev, grid 0.01..0.04 step 0.01 and 0.05..0.95 step 0.05"
+# Results-file columns both protocols share: a row's identity, and what the run took and saw.
+ROW_KEY = ["dataset", "protocol", "config", "seed", "fold", "n_folds"]
+RUN_FIELDS = ["epochs", "best_epoch", "fit_seconds", "n_train", "n_dev", "n_test"]
+RECORD_FIELDS = ["params", "config_hash", "finished_utc"]
 FIELDS_ML = [
-    "dataset",
-    "protocol",
-    "config",
-    "seed",
-    "fold",
-    "n_folds",
+    *ROW_KEY,
     "dev_f1_macro",
     "test_f1_macro",
     "test_f1_micro",
@@ -40,16 +39,9 @@ FIELDS_ML = [
     "test_subset_acc",
     "test_hamming",
     "thresholds",
-    "epochs",
-    "best_epoch",
-    "fit_seconds",
-    "n_train",
-    "n_dev",
-    "n_test",
+    *RUN_FIELDS,
     "n_labels",
-    "params",
-    "config_hash",
-    "finished_utc",
+    *RECORD_FIELDS,
 ]
 # What a textcls multi-label run logs (the names of issue 15) and the row field each one fills.
 TEXTCLS_TEST_METRICS = {
