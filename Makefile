@@ -24,7 +24,7 @@ TORCH_INDEX_ARGS = $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 STAMP = .venv/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format docs docs-serve bench accuracy clean sweep sweep-local compare-optimizers
+.PHONY: help install train test test-fast lint format docs docs-serve bench accuracy clean sweep sweep-local study
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) \
@@ -106,8 +106,8 @@ sweep: $(STAMP) ## W&B sweep over SWEEP_CONFIG plus one agent for SWEEP_COUNT ru
 sweep-local: $(STAMP) ## same search space with Optuna, no account: make sweep-local SWEEP_LOCAL_ARGS="--trials 20"
 	.venv/bin/python benchmarks/sweep_local.py --sweep $(SWEEP_CONFIG) $(SWEEP_LOCAL_ARGS)
 
-compare-optimizers: $(STAMP) ## SGD/RMSprop/Adam/AdamW study: make compare-optimizers STUDY_ARGS="--data ../shared/data/sst2"
-	.venv/bin/python studies/compare_optimizers.py $(STUDY_ARGS)
+study: $(STAMP) ## the optimizer study, resumable (hours): make study DATA=../shared/data STUDY_ARGS="--hours 3"
+	.venv/bin/python studies/compare_optimizers.py --data-root $(DATA) --jobs 2 $(STUDY_ARGS)
 
 clean: ## remove .venv, caches and build artefacts (keeps runs/)
 	rm -rf .venv build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,234 @@
+"""The study's outputs, from the finished runs: summary.csv, runs.csv, curves.csv.gz, the figures, the grid-edge
+check and the report page (docs/optimizer-study.md; hand-written findings come from docs/optimizer_study/findings.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+from pathlib import Path
+from typing import Any
+
+from . import frequency, steptime
+from .measures import Entry, entries, summary_row, target_of
+from .plots import overview, workload_figure
+from .runner import ROOT, load_results
+from .search import BRACKET
+from .space import BETA2, EPS, LATTICE, OPTIMIZERS
+from .workloads import ADAM_EXTRAS_WORKLOAD
+
+RUN_FIELDS = [
+    "workload", "optimizer", "setting", "lr", "momentum", "beta2", "eps", "seed", "fold", "role", "status",
+    "best_dev", "best_step", "final_dev", "test_at_best_dev", "steps", "loss_spike", "final_train_loss",
+    "train_seconds", "wall_seconds", "error",
+]  # fmt: skip
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}" if abs(value) < 1e-3 else f"{value:.4f}"
+    return "" if value is None else value
+
+
+def write_report(args: Any) -> int:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    results = load_results(args.runs_root, args.defs)
+    step_ms = steptime.read(out / "step_time.csv")
+    table: list[dict[str, Any]] = []
+    by_workload: dict[str, list[Entry]] = {}
+    for name, workload in args.defs.items():
+        ran = [o for o in OPTIMIZERS if any(k[0] == name and k[1] == o for k in results)]
+        found = entries(workload, ran, results, args.seeds, args.max_grid)
+        if not found:
+            continue
+        by_workload[name] = found
+        target = target_of(found)
+        for e in found:
+            row = summary_row(e, target, step_ms)
+            row["tuning_runs"] = sum(1 for k in results if k[0] == name and k[1] == e.optimizer and k[3] == 0)
+            table.append(row)
+        workload_figure(found, target, step_ms, out / f"{name}.png")
+    chosen = {(r["workload"], r["optimizer"], r["setting"], r["seed"]) for r in _chosen_runs(by_workload)}
+    _write_runs(out, results, chosen)
+    _write_csv(out / "summary.csv", table)
+    overview(table, list(by_workload), out / "overview.png")
+    edges = [r for r in table if r["complete"] and r["chosen_at_grid_edge"] is True]
+    for r in edges:
+        print(
+            f"CHECK FAILED: {r['workload']} {r['optimizer']}: chosen lr {r['chosen_lr']} at the edge of {r['lr_grid']}"
+        )
+    freq = frequency.analyse(results, args.defs, args.runs_root, args.data_root, out, args.seeds, args.max_grid)
+    page = _page(table, args.defs, edges, freq, out, by_workload, args.max_grid)
+    args.page.write_text(page)
+    complete = sum(r["complete"] for r in table)
+    print(f"wrote {args.page}, {out}/summary.csv ({complete} of {len(table)} complete), runs.csv, figures")
+    return 1 if edges else 0
+
+
+def _chosen_runs(by_workload: dict[str, list[Entry]]) -> list[dict[str, Any]]:
+    return [r for found in by_workload.values() for e in found for r in e.seeds]
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]) if rows else ["workload"])
+        writer.writeheader()
+        writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
+
+
+def _write_runs(out: Path, results: dict, chosen: set) -> None:
+    rows, curves = [], []
+    for key in sorted(results, key=lambda k: tuple(map(str, k))):
+        r = results[key]
+        role = "seed" if key in chosen and key[3] > 0 else "chosen" if key in chosen else "tuning"
+        rows.append({f: _fmt(r.get(f)) for f in RUN_FIELDS} | {"role": role})
+        for step, value, seconds in r.get("dev_curve", []):
+            curves.append([*key, "dev", step, f"{value:.5f}", f"{seconds:.3f}"])
+        for i, value in enumerate(r.get("loss_curve", [])):
+            curves.append([*key, "train_loss_10", (i + 1) * 10, f"{value:.5f}", ""])
+    with (out / "runs.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, RUN_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    with gzip.open(out / "curves.csv.gz", "wt", newline="", compresslevel=9) as handle:
+        writer2 = csv.writer(handle)
+        writer2.writerow(["workload", "optimizer", "setting", "seed", "kind", "step", "value", "train_seconds"])
+        writer2.writerows(curves)
+
+
+def _num(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+
+def _pct(value: float, ci: float = math.nan) -> str:
+    if not math.isfinite(value):
+        return "-"
+    return f"{100 * value:.2f}" + (f" ± {100 * ci:.2f}" if math.isfinite(ci) else "")
+
+
+def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    """The article's question for one workload, in plain words, from the summary rows."""
+    by = {r["optimizer"]: r for r in rows if r["complete"]}
+    adam = by.get("Adam")
+    if adam is None:
+        return ["Adam's runs are not finished yet."]
+    out = []
+    for rival in ("SGD (momentum)", "SGD (Nesterov)", "RMSprop"):
+        r = by.get(rival)
+        if r is None:
+            continue
+        gap = adam["test_mean"] - r["test_mean"]
+        noise = math.hypot(adam["test_ci95"], r["test_ci95"])
+        better = "higher" if gap > noise else "lower" if gap < -noise else "no different (within the noise)"
+        a, b = adam["steps_to_target_median"], r["steps_to_target_median"]
+        if math.isfinite(a) and math.isfinite(b):
+            faster = "faster" if a < 0.8 * b else "slower" if a > 1.25 * b else "about as fast"
+            speed = f"{faster} to the target ({a:.0f} against {b:.0f} median steps)"
+        elif math.isfinite(a):
+            speed = f"faster: it reaches the target ({a:.0f} median steps), {rival} never does"
+        else:
+            speed = "not faster: Adam never reaches the target"
+        stable = (
+            "more"
+            if adam["test_std"] < 0.8 * r["test_std"]
+            else "less"
+            if adam["test_std"] > 1.25 * r["test_std"]
+            else "as"
+        )
+        out.append(
+            f"Against {rival}: Adam's test {adam['metric']} is {better} ({_pct(adam['test_mean'])} against "
+            f"{_pct(r['test_mean'])}, gap {100 * gap:+.2f} points); it is {speed}; it is {stable} stable across seeds "
+            f"(test std {100 * adam['test_std']:.2f} against {100 * r['test_std']:.2f}; reaching the target: "
+            f"{adam['seeds_reaching_target']} against {r['seeds_reaching_target']})."
+        )
+    best = max(by.values(), key=lambda r: r["test_mean"])
+    out.append(f"Best test {adam['metric']} here: {best['optimizer']} ({_pct(best['test_mean'], best['test_ci95'])}).")
+    return out
+
+
+def _page(
+    table: list[dict[str, Any]], defs: dict, edges: list, freq: str, out: Path, by_workload: dict, max_grid: int
+) -> str:
+    rel = out.relative_to(ROOT / "docs") if out.is_relative_to(ROOT / "docs") else out
+    findings = out / "findings.md"
+    lines = [
+        "# The optimizer study",
+        "",
+        "Does Adam train text classifiers faster and with more stable learning curves than SGD and RMSprop? Eleven "
+        "optimizers, each tuned with the same protocol and budget on each workload, then trained with five or more "
+        "seeds. This page, its figures and its tables are written by the study "
+        "(`make study`; `make study STUDY_ARGS=--report-only` rewrites them from the finished runs).",
+        "",
+    ]
+    if findings.is_file():
+        lines += [findings.read_text().strip(), ""]
+    lines += [
+        "## Protocol",
+        "",
+        f"- **Workloads** ({len(defs)}): "
+        + "; ".join(f"`{w.name}` ({w.steps} steps, dev every {w.steps // w.evals})" for w in defs.values())
+        + ". Data splits are the accuracy harness's (MR: folds 0-2 of its ten; IMDB: its dev carved from train). "
+        "Recipes: `configs/textcnn.yaml` + `configs/benchmarks/textcnn_rand.yaml` (IMDB: `textcnn_imdb.yaml`), "
+        "`configs/mlp.yaml` (dense: 128-d mean-pooled embeddings, one 256-unit hidden layer), the NB-weighted "
+        "linear `configs/benchmarks/mlp_nb.yaml` (sparse embedding gradients: only SGD and Adagrad train them).",
+        "- **Optimizers**: " + ", ".join(f"{o.label} (`{o.config}`)" for o in OPTIMIZERS.values()) + ".",
+        "- **Schedule**: linear warmup over 10 % of the steps, then cosine decay to 0, for all; Schedule-Free AdamW "
+        "has no schedule and its own warmup over the same 10 %. Gradient clipping and weight decay as in the configs.",
+        f"- **Tuning** on dev, seed 0 (MR fold 0): the learning rate on a log grid of {LATTICE} points per decade, "
+        "starting from the three points around the usual default and extended until the best point is interior and "
+        f"both ends are more than {100 * BRACKET:.0f} point below it (at most {max_grid} points); then momentum "
+        f"for SGD and RMSprop and, on `{ADAM_EXTRAS_WORKLOAD}`, beta2 in {list(BETA2)} x eps in {list(EPS)} for "
+        "the Adam family, with the learning-rate search run again around the winner when it changes. Test is never "
+        "read for a choice.",
+        "- **Seeds**: the chosen setting with seeds 0-4 (MR: 0-5, seed i on fold i mod 3). Means with 95 % "
+        "confidence intervals (Student's t).",
+        "- **Target** per workload: 98 % of the best seed-mean dev metric any optimizer reaches. Steps to target: "
+        "the first dev evaluation at or above it. Seconds: steps x the step time measured interleaved "
+        "(`step_time.csv`, 1 thread), never the wall time of runs that shared the machine.",
+        "- **Sensitivity**: the width, in decades, of the learning-rate range within 1 point of the best.",
+        "",
+    ]
+    if edges:
+        lines += ["**Grid check failed** for: " + ", ".join(f"{r['workload']} {r['optimizer']}" for r in edges), ""]
+    else:
+        lines += ["**Grid check:** no chosen learning rate sits at an edge of its grid.", ""]
+    lines += [f"![overview]({rel}/overview.png)", ""]
+    for name in by_workload:
+        rows = [r for r in table if r["workload"] == name]
+        complete = sum(r["complete"] for r in rows)
+        lines += [f"## {name}", ""]
+        if complete < len(rows):
+            lines += [f"*{complete} of {len(rows)} optimizers finished; the rest are still running.*", ""]
+        lines += [f"- {v}" for v in _verdicts(rows)] + [""]
+        lines += [
+            "| optimizer | lr grid | chosen | seeds | dev | test (95 % CI) | target reached | steps to target "
+            "| s to target | best step | loss spike | lr width (decades) | ms/step | state B/param |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            extra = [f"m {r['chosen_momentum']:g}" if r["chosen_momentum"] is not None else ""]
+            if r["chosen_beta2"] is not None:
+                extra.append(f"b2 {r['chosen_beta2']:g} eps {r['chosen_eps']:g}")
+            lines.append(
+                f"| {r['optimizer']} | {r['lr_grid']} | {r['chosen_lr']} {' '.join(x for x in extra if x)} "
+                f"| {r['seeds']} | {_pct(r['best_dev_mean'], r['best_dev_ci95'])} "
+                f"| {_pct(r['test_mean'], r['test_ci95'])} | {r['seeds_reaching_target']} "
+                f"| {_num(r['steps_to_target_median'], 0)} | {_num(r['seconds_to_target_median'], 1)} "
+                f"| {_num(r['best_step_median'], 0)} | {_num(r['loss_spike_max'], 3)} "
+                f"| {_num(r['lr_width_decades'], 2)} | {_num(r['step_ms'], 2)} "
+                f"| {_num(r['state_bytes_per_param'], 2)} |"
+            )
+        lines += ["", f"![{name}]({rel}/{name}.png)", ""]
+    if freq:
+        lines += [freq, ""]
+    lines += [
+        "## Files",
+        "",
+        f"[`summary.csv`]({rel}/summary.csv) (one row per workload and optimizer), [`runs.csv`]({rel}/runs.csv) "
+        f"(every run), [`curves.csv.gz`]({rel}/curves.csv.gz) (dev and training-loss curves of every run), "
+        f"[`step_time.csv`]({rel}/step_time.csv). Code: `studies/compare_optimizers.py` and `studies/optstudy/`.",
+        "",
+    ]
+    return "\n".join(lines)

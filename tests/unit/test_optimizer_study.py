@@ -1,0 +1,150 @@
+"""The optimizer study's protocol (studies/optstudy): the search, the measures and the run records, on made-up scores.
+
+The tuning protocol is a pure function of the finished runs, so it is tested here against score functions whose
+best setting is known; the study's end-to-end run is tests/integration/test_optimizer_study.py.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "studies"))
+from optstudy import measures, search  # a script's package, not installed
+from optstudy.runner import _largest_spike
+from optstudy.space import OPTIMIZERS, Setting, lr_of
+from optstudy.workloads import ADAM_EXTRAS_WORKLOAD, WORKLOADS, scaled
+
+
+def complete(workload, optimizer, score, n_seeds=5, max_points=search.MAX_POINTS):
+    """Run the plan to the end against `score(setting, seed)`; return the plan, the scores and the rounds."""
+    scores, rounds = {}, 0
+    while True:
+        plan = search.plan(workload, optimizer, scores, n_seeds, max_points)
+        if not plan.needed:
+            return plan, scores, rounds
+        rounds += 1
+        assert rounds < 50, "the search does not converge"
+        for setting, seed in plan.needed:
+            assert (setting.tag(), seed) not in scores, "a finished run was asked for again"
+            scores[(setting.tag(), seed)] = score(setting, seed)
+
+
+def peaked(k_best, width=1.5):
+    return lambda s, seed: 0.9 - 0.01 * abs(s.k - k_best) ** width
+
+
+@pytest.mark.parametrize("k_best", [-14, -9, -3])  # far below, at, far above the Adam default (-9)
+def test_lr_search_extends_until_the_best_rate_is_interior_and_bracketed(k_best):
+    plan, scores, _ = complete(WORKLOADS["sst2-mlp"], "adam", peaked(k_best))
+    search_ = plan.searches[-1]
+    assert plan.chosen.k == k_best and not search_.at_edge
+    ks = sorted(search_.scores)
+    assert ks == list(range(ks[0], ks[-1] + 1)), "the grid is contiguous on the lattice"
+    best = search_.scores[k_best]
+    assert max(search_.scores[ks[0]], search_.scores[ks[-1]]) <= best - search.BRACKET + 1e-9
+    assert plan.seeds == [0, 1, 2, 3, 4]
+    assert all((plan.chosen.tag(), s) in scores for s in plan.seeds)
+
+
+def test_a_best_rate_beyond_the_grid_limit_is_reported_at_the_edge():
+    plan, _, _ = complete(WORKLOADS["sst2-mlp"], "adam", peaked(+5), max_points=5)
+    assert plan.searches[-1].at_edge
+    assert plan.chosen.k == max(plan.searches[-1].scores)
+
+
+def test_ties_choose_the_middle_of_the_plateau():
+    plan, _, _ = complete(WORKLOADS["sst2-mlp"], "adam", lambda s, seed: 0.8 if -11 <= s.k <= -7 else 0.5)
+    assert plan.chosen.k == -9
+
+
+def test_when_no_rate_trains_the_search_stops_without_seeds():
+    plan, scores, _ = complete(WORKLOADS["sst2-mlp"], "adam", lambda s, seed: math.nan)
+    assert plan.failed and plan.chosen is None
+    assert len(scores) == 3 and all(seed == 0 for _, seed in scores)
+
+
+def test_a_better_momentum_triggers_a_new_rate_search_around_the_chosen_rate():
+    # SGD's best: momentum 0 with a rate ten times larger than momentum 0.9's (the effective step lr / (1 - m)).
+    def score(s, seed):
+        k_best = -2 if s.momentum == 0.9 else 1
+        return peaked(k_best)(s, seed) + (0.02 if s.momentum == 0.0 else 0.0)
+
+    plan, _, _ = complete(WORKLOADS["sst2-textcnn"], "sgd", score)
+    assert [s.template.momentum for s in plan.searches] == [0.9, 0.0]
+    assert plan.chosen == Setting(1, momentum=0.0)
+    assert not plan.searches[-1].at_edge
+    assert set(plan.coordinate["momentum"]) == {"momentum 0.9", "momentum 0", "momentum 0.5", "momentum 0.95"}
+
+
+def test_momentum_values_are_tried_at_the_same_effective_step_size():
+    plan, scores, _ = complete(WORKLOADS["sst2-textcnn"], "sgd", peaked(-2))
+    assert plan.chosen == Setting(-2, momentum=0.9)
+    tried = {tag for tag, seed in scores if seed == 0 and not tag.endswith("_m0.9")}
+    # lr / (1 - m) kept: x10 for momentum 0 (3 lattice steps), x5 for 0.5 (2), x0.5 for 0.95 (-1)
+    assert {"k+1_m0", "k+0_m0.5", "k-3_m0.95"} <= tried
+
+
+def test_adam_eps_and_beta2_are_tuned_on_one_workload_only():
+    def score(s, seed):
+        return peaked(-9)(s, seed) + (0.03 if s.eps == 1e-6 and s.beta2 == 0.99 else 0.0)
+
+    tuned, _, _ = complete(WORKLOADS[ADAM_EXTRAS_WORKLOAD], "adam", score)
+    assert (tuned.chosen.beta2, tuned.chosen.eps) == (0.99, 1e-6)
+    assert len(tuned.coordinate["beta2, eps"]) == 6
+    other, _, _ = complete(WORKLOADS["sst2-mlp"], "adam", score)
+    assert (other.chosen.beta2, other.chosen.eps) == (None, None) and not other.coordinate
+
+
+def test_sparse_workload_tries_only_optimizers_with_sparse_gradients_and_no_momentum():
+    workload = WORKLOADS["sst2-mlp_nb"]
+    assert workload.optimizers == ["sgd", "adagrad"]
+    plan, _, _ = complete(workload, "sgd", peaked(-1))
+    assert plan.chosen.momentum == 0.0 and not plan.coordinate
+
+
+def test_cross_validated_workload_runs_a_whole_number_of_passes_over_its_folds():
+    workload = WORKLOADS["mr-textcnn"]
+    plan, _, _ = complete(workload, "adam", peaked(-8))
+    assert plan.seeds == [0, 1, 2, 3, 4, 5]
+    assert [workload.fold_of_seed(s) for s in plan.seeds] == [0, 1, 2, 0, 1, 2]
+
+
+def test_lattice_is_three_points_per_decade_and_every_optimizer_has_its_config():
+    assert [lr_of(k) for k in (-9, -8, -7, -6)] == [0.001, 0.00215, 0.00464, 0.01]
+    root = Path(__file__).resolve().parents[2]
+    assert all((root / o.config).is_file() for o in OPTIMIZERS.values())
+    assert Setting(-9, momentum=0.9).overrides() == ["--model.optimizer.lr=0.001", "--model.optimizer.momentum=0.9"]
+
+
+def test_runs_of_another_budget_live_in_another_folder():
+    small = scaled(0.1)
+    assert all(small[n].folder != w.folder for n, w in WORKLOADS.items())
+
+
+def test_measures():
+    mean, ci = measures.mean_ci([0.80, 0.82, 0.81, 0.79, 0.83])
+    assert mean == pytest.approx(0.81) and ci == pytest.approx(2.776 * 0.0158114 / math.sqrt(5), rel=1e-4)
+    assert math.isnan(measures.mean_ci([0.8])[1])
+    record = {"dev_curve": [[10, 0.5, 1.0], [20, 0.7, 2.0], [30, 0.75, 3.0]]}
+    assert measures.reach(record, 0.7) == 20 and math.isnan(measures.reach(record, 0.9))
+    plan, _, _ = complete(WORKLOADS["sst2-mlp"], "adam", lambda s, seed: 0.9 if -10 <= s.k <= -8 else 0.5)
+    assert measures.lr_width(plan) == pytest.approx(2 / 3)
+
+
+def test_loss_spike_is_the_largest_rise_of_the_moving_average_above_its_low():
+    flat = [1.0] * 100
+    assert _largest_spike(flat, 20) == 0.0
+    spiked = [1.0] * 50 + [3.0] * 20 + [0.5] * 30
+    assert _largest_spike(spiked, 20) == pytest.approx(2.0)
+    assert math.isinf(_largest_spike([1.0, math.nan] * 20, 20))
+
+
+def test_schedule_free_gets_no_momentum_search_and_its_own_warmup():
+    opt = OPTIMIZERS["schedule_free_adamw"]
+    assert opt.schedule_free and not opt.momentum
+    assert replace(Setting(-8), eps=1e-6).tag() == "k-8_e1e-06"
