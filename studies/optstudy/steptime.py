@@ -39,7 +39,7 @@ def _build(workload: Workload, optimizer: str, runs_root: Path, data_root: Path)
     job = Job(workload, optimizer, Setting(OPTIMIZERS[optimizer].center), 0)
     files = split_files(workload, 0, data_root, runs_root)
     args = cli_args(job, files, runs_root / "steptime-scratch", runs_root / "cache" / workload.data)
-    cli = TextclsCLI(args=args, run=False)
+    cli = TextclsCLI(args=args[1:], run=False)  # no subcommand without run
     model, datamodule = cli.model, cli.datamodule
     datamodule.setup("fit")
     batches = []

@@ -88,3 +88,23 @@ def test_study_resumes_reusing_finished_runs_and_redoing_a_missing_one(study):
     third = run_study(tmp_path)
     assert third.returncode == 0 and "1 runs this time; 0 still needed" in third.stdout, third.stdout[-2000:]
     assert lost.is_file()
+
+
+def test_step_time_benchmark_measures_every_optimizer_kernel_and_state(study):
+    tmp_path, _ = study
+    command = [
+        sys.executable, str(STUDY), "--step-time", "--data-root", str(tmp_path / "data"),
+        "--runs-root", str(tmp_path / "runs"), "--out", str(tmp_path / "steps"),
+        "--workloads", "sst2-textcnn", "--optimizers", "adam", "sgd", "adafactor",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with (tmp_path / "steps" / "step_time.csv").open() as handle:
+        rows = {r["optimizer"]: r for r in csv.DictReader(handle)}
+    assert rows["adam"]["kernel"] == rows["sgd"]["kernel"] == "fused"
+    # Adam keeps two moments (8 bytes per float32 parameter), SGD one momentum buffer, Adafactor factored rows and
+    # columns of the last two dimensions (a conv weight [100, 300, 3] keeps [100, 300] + [100, 3], ~1 byte/param)
+    assert float(rows["adam"]["state_bytes_per_param"]) == pytest.approx(8.0, abs=0.01)
+    assert float(rows["sgd"]["state_bytes_per_param"]) == pytest.approx(4.0, abs=0.01)
+    assert float(rows["adafactor"]["state_bytes_per_param"]) < 2.0
+    assert all(float(r["step_ms"]) > float(r["optimizer_step_ms"]) > 0 for r in rows.values())
