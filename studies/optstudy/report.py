@@ -162,6 +162,14 @@ def _page(
         "(`make study`; `make study STUDY_ARGS=--report-only` rewrites them from the finished runs).",
         "",
     ]
+    lines += [
+        "```bash",
+        "make study                               # runs what is not run yet (hours, resumable), then this page",
+        "make study STUDY_ARGS=--report-only      # this page, the tables and the figures from the finished runs",
+        "make study STUDY_ARGS=--step-time        # step times and state memory (on an otherwise idle machine)",
+        "```",
+        "",
+    ]
     if findings.is_file():
         lines += [findings.read_text().strip(), ""]
     lines += [
@@ -227,8 +235,10 @@ def _page(
         "## Files",
         "",
         f"[`summary.csv`]({rel}/summary.csv) (one row per workload and optimizer), [`runs.csv`]({rel}/runs.csv) "
-        f"(every run), [`curves.csv.gz`]({rel}/curves.csv.gz) (dev and training-loss curves of every run), "
-        f"[`step_time.csv`]({rel}/step_time.csv). Code: `studies/compare_optimizers.py` and `studies/optstudy/`.",
+        f"(every run), [`curves.csv.gz`]({rel}/curves.csv.gz) (dev and training-loss curves of every run)"
+        + (f", [`step_time.csv`]({rel}/step_time.csv)" if (out / "step_time.csv").is_file() else "")
+        + (f", [`frequency.csv`]({rel}/frequency.csv)" if freq else "")
+        + ". Code: `studies/compare_optimizers.py` and `studies/optstudy/`.",
         "",
     ]
     return "\n".join(lines)
