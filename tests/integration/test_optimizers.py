@@ -101,7 +101,7 @@ def test_every_optimizer_config_trains_both_models_with_its_kernel(name: str, tm
     expected_kernel = "fused" if name in FUSED else "loop" if name in LOOP else "foreach"
     for model in ("textcnn", "mlp"):
         cli = fit(
-            tmp_path / model, data, name, "--trainer.max_steps", "3", "--trainer.limit_val_batches", "0", model=model
+            tmp_path / model, data, name, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "0", model=model
         )
         [optimizer] = cli.trainer.optimizers  # type: ignore[attr-defined]
         if name == "lion":
@@ -110,7 +110,7 @@ def test_every_optimizer_config_trains_both_models_with_its_kernel(name: str, tm
             assert type(optimizer) is EXPECTED_CLASS[name], (model, type(optimizer))
         assert kernel(optimizer) == expected_kernel, (model, optimizer.defaults)
         losses = step_losses(cli)
-        assert sorted(losses) == [0, 1, 2] and all(math.isfinite(float(v)) for v in losses.values()), losses
+        assert sorted(losses) == [0, 1] and all(math.isfinite(float(v)) for v in losses.values()), losses
         state = last_checkpoint(cli)["state_dict"]
         assert all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
 
