@@ -144,3 +144,30 @@ class TraceSteps(Callback):
         }
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+
+
+class RecordWeights(Callback):
+    """Keep (in memory, for in-process tests) the module's weights after each training step (`train[step]`) and at
+    the first batch of each validation / test run (`validation`, `test`: lists), when every `*_start` hook has run."""
+
+    def __init__(self) -> None:
+        self.train: dict[int, dict[str, torch.Tensor]] = {}
+        self.validation: list[dict[str, torch.Tensor]] = []
+        self.test: list[dict[str, torch.Tensor]] = []
+
+    @staticmethod
+    def _weights(module: Any) -> dict[str, torch.Tensor]:
+        return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: Any, *args: Any) -> None:
+        self.train[trainer.global_step] = self._weights(module)
+
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, module: Any, batch: Any, batch_idx: int, *args: Any
+    ) -> None:
+        if batch_idx == 0 and not trainer.sanity_checking:
+            self.validation.append(self._weights(module))
+
+    def on_test_batch_start(self, trainer: pl.Trainer, module: Any, batch: Any, batch_idx: int, *args: Any) -> None:
+        if batch_idx == 0:
+            self.test.append(self._weights(module))

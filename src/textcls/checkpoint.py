@@ -3,8 +3,9 @@
 `torch.load(weights_only=True)` (read_checkpoint) keeps a file from running code while it is read. What the
 file then says is still only data: the class paths in its hyper-parameters are imported by whoever builds the model,
 optimizer and schedule, so each one is checked here first, against textcls's own networks and schedule, torch's
-optimizers and schedulers, and whatever the user names on the command line or in a config file. Like `transformers`'
-`trust_remote_code=False`, nothing outside that list is imported unless the user asks for it by name.
+optimizers and schedulers, the Schedule-Free and Lion optimizers textcls depends on, and whatever the user names on
+the command line or in a config file. Like `transformers`' `trust_remote_code=False`, nothing outside that list is
+imported unless the user asks for it by name.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ THRESHOLDS_KEY = "thresholds"
 
 #: classes of textcls itself that a checkpoint may name
 TEXTCLS_CLASSES = ("textcls.models.TextCNN", "textcls.models.MLP", "textcls.optim.WarmupCosine")
+#: optimizers of textcls's own dependencies (`schedulefree`, `lion-pytorch`) that a checkpoint may name, by exact path
+DEPENDENCY_OPTIMIZERS = (
+    "schedulefree.AdamWScheduleFree",
+    "schedulefree.SGDScheduleFree",
+    "schedulefree.RAdamScheduleFree",
+    "lion_pytorch.Lion",
+)
 #: module of every class in it (the key) whose classes a checkpoint may name when they derive from the value
 TORCH_MODULES: dict[str, tuple[type, ...]] = {
     "torch.optim": (torch.optim.Optimizer,),
@@ -108,8 +116,9 @@ def named_classes(hparams: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
 
 def is_allowed_class(class_path: str, trusted: Collection[str] = ()) -> bool:
     """Whether a checkpoint may name this class: textcls's own, torch's optimizers and schedulers (checked without
-    importing anything new: torch.optim is loaded already), or one the user named themselves."""
-    if class_path in trusted or class_path in TEXTCLS_CLASSES:
+    importing anything new: torch.optim is loaded already), the dependency optimizers by their exact path (a string
+    comparison: nothing of those packages is imported to decide), or one the user named themselves."""
+    if class_path in trusted or class_path in TEXTCLS_CLASSES or class_path in DEPENDENCY_OPTIMIZERS:
         return True
     module_name, _, name = class_path.rpartition(".")
     bases = TORCH_MODULES.get(module_name)

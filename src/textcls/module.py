@@ -29,8 +29,10 @@ from textcls.optim import (
     clip_gradients,
     has_sparse_groups,
     keyword_unset,
+    optimizer_class,
     parameter_groups,
 )
+from textcls.schedule_free import ScheduleFreeModes, has_modes
 
 __all__ = ["NonFiniteLossError", "TextClassifier"]  # the error is re-exported for the CLI and for users
 
@@ -187,6 +189,18 @@ class TextClassifier(pl.LightningModule):
                 "a fresh fit: call textcls.initialisers.initialise_from_data(model, datamodule) before Trainer.fit "
                 "(the CLI does)."
             )
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        # From the module, not the CLI's callback list: a Schedule-Free optimizer needs its train/eval switches under
+        # any Trainer (Python or CLI) and whatever `trainer.callbacks` the user configures.
+        built = optimizer_class(self.optimizer_factory)
+        if built is not None and not has_modes(built):
+            return []  # Adam and the like: no callback, no per-batch hook
+        trainer = self._trainer
+        callbacks = trainer.callbacks if trainer is not None else []  # type: ignore[attr-defined]
+        if any(isinstance(c, ScheduleFreeModes) for c in callbacks):
+            return []  # test after fit, or the user's own: Lightning would replace it and say so
+        return [ScheduleFreeModes()]
 
     def configure_model(self) -> None:
         if self.compile_network and getattr(self.model, "_compiled_call_impl", None) is None:

@@ -1,4 +1,4 @@
-"""Optimizer and schedule pieces torch does not ship: weight-decay parameter groups, fused-kernel selection,
+"""Optimizer and schedule pieces torch does not ship: weight-decay parameter groups, fused / foreach kernel selection,
 and linear warmup followed by cosine decay per optimizer step."""
 
 from __future__ import annotations
@@ -54,13 +54,15 @@ def parameter_groups(model: nn.Module, decay_embeddings: bool = False) -> list[d
 
 
 def build_optimizer(factory: Callable[..., Optimizer], params: Iterable[Any], device: torch.device) -> Optimizer:
-    """Call the injected optimizer factory, asking for the fused kernel (one kernel for all parameters, several times
-    faster: benchmarks/optimizer_step.py) when the user left `fused` unset and the optimizer and device support it.
-    With sparse embedding groups (see `parameter_groups`) the optimizer is checked first, and never fused."""
+    """Call the injected optimizer factory with the fastest kernel the user left open: `fused=True` (one kernel for
+    all parameters) when `fused` is unset and the optimizer and device support it, else `foreach=True` (one call per
+    operation for all tensors) when `foreach` is unset; measured by benchmarks/optimizer_step.py.
+    With sparse embedding groups (see `parameter_groups`) the optimizer is checked first, and built as configured."""
     params = list(params)
     if has_sparse_groups(params):
         # No fused kernel takes sparse gradients (Adam's, Adagrad's and SGD's all refuse them), and they refuse at the
-        # first step, not when built, so the fallback below would not catch it.
+        # first step, not when built, so the fallback below would not catch it. foreach is left alone too: torch
+        # accepts it, but Adagrad hands a device's tensors to its per-tensor loop as soon as one gradient is sparse.
         check_sparse_optimizer(factory, params, device)
         return factory(params)
     if keyword_unset(factory, "fused"):
@@ -68,6 +70,13 @@ def build_optimizer(factory: Callable[..., Optimizer], params: Iterable[Any], de
             return factory(params, fused=True)
         except (TypeError, RuntimeError, ValueError):
             pass  # optimizer without a fused kernel (RMSprop) or a dtype/device it does not cover
+    elif keyword_value(factory, "fused"):
+        return factory(params)  # the user's fused kernel; torch refuses foreach beside it
+    if keyword_unset(factory, "foreach"):
+        try:
+            return factory(params, foreach=True)
+        except (TypeError, RuntimeError, ValueError):
+            pass  # a device or dtype without foreach kernels
     return factory(params)
 
 
@@ -99,10 +108,14 @@ def check_sparse_optimizer(
         stand_ins.append({**group, "params": [param]})
     optimizer = factory(stand_ins)  # a constructor error is not about sparsity: the real call would raise it too
     name = type(optimizer).__name__  # the factory is a chain of jsonargparse partials that hides the class
+    if callable(getattr(optimizer, "train", None)):
+        optimizer.train()  # type: ignore[attr-defined]  # Schedule-Free optimizers refuse a step in eval mode (textcls.schedule_free switches them)
     try:
         optimizer.step()
     except (RuntimeError, ValueError, TypeError) as err:
         reason = str(err).split(", please consider")[0]  # torch's advice (SparseAdam <-> Adam) does not apply here
+        # A kernel missing for sparse tensors (Schedule-Free's addcmul_) comes with a page on dispatch backends.
+        reason = reason.strip().splitlines()[0].split(". This could be because")[0].rstrip(".")
         raise DataError(
             f"invalid configuration: --model.optimizer {name} cannot train the sparse embeddings of "
             f"--model.model.init_args.sparse true together with the dense classifier layers ({reason}); "
@@ -137,6 +150,34 @@ def keyword_unset(factory: Callable[..., Any], name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return parameter is not None and parameter.default is None
+
+
+def optimizer_class(factory: Callable[..., Any]) -> type | None:
+    """The class an optimizer factory builds: the factory itself, or the class inside jsonargparse's partial (which
+    holds it as an argument of its instantiator); None when it cannot be told without calling the factory."""
+    current: Any = factory
+    for _ in range(8):  # partials of partials, never deep
+        if isinstance(current, type):
+            return current
+        classes = [arg for arg in getattr(current, "args", ()) if isinstance(arg, type)]
+        if len(classes) == 1:
+            return classes[0]
+        current = getattr(current, "func", None)
+        if current is None:
+            return None
+    return None
+
+
+def keyword_value(factory: Callable[..., Any], name: str) -> Any:
+    """The value `factory` passes for keyword `name` (its default when not given), or None when it has no such one."""
+    keywords = getattr(factory, "keywords", None)
+    if keywords is not None:
+        return keywords.get(name)
+    try:
+        parameter = inspect.signature(factory).parameters.get(name)
+    except (TypeError, ValueError):
+        return None
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 
 
 class WarmupCosine(LambdaLR):

@@ -106,3 +106,34 @@ def test_a_pickle_payload_is_named_as_such(tmp_path):
     message = str(caught.value)
     assert "holds pickled Python objects (posix.system)" in message or "(nt.system)" in message
     assert "safe loading" in message and "truncated" not in message
+
+
+@pytest.mark.parametrize(
+    ("class_path", "allowed"),
+    [
+        ("schedulefree.AdamWScheduleFree", True),
+        ("schedulefree.SGDScheduleFree", True),
+        ("schedulefree.RAdamScheduleFree", True),
+        ("lion_pytorch.Lion", True),
+        ("schedulefree.os", False),
+        ("schedulefree.adamw_schedulefree.torch", False),
+        ("schedulefree.AdamWScheduleFree.step", False),
+        ("lion_pytorch.lion_pytorch.exec", False),
+        ("lion_pytorch.triton", False),
+        ("lion_pytorch.Lion.__init__", False),
+    ],
+)
+def test_dependency_optimizers_are_allowed_by_exact_path_only(class_path, allowed, good, tmp_path):
+    from textcls.checkpoint import load_checkpoint
+
+    def edit(c):
+        c["hyper_parameters"]["optimizer"] = {"class_path": class_path, "init_args": {"lr": 0.001}}
+
+    path = tamper(good, tmp_path / "optimizer.ckpt", edit)
+    if allowed:
+        assert load_checkpoint(path)["hyper_parameters"]["optimizer"]["class_path"] == class_path
+        return
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(path)
+    assert f"names the class {class_path!r} (model.optimizer)" in str(caught.value)
+    assert "only its own networks and schedule and torch's optimizers and schedulers" in str(caught.value)

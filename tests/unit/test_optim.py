@@ -28,8 +28,43 @@ def test_fused_kernel_is_used_unless_the_user_set_fused():
     ]
     chosen = build_optimizer(partial(torch.optim.Adam, lr=1e-3, fused=False), params, torch.device("cpu"))
     assert not chosen.defaults["fused"]
-    # RMSprop has no fused kernel: falls back to the plain implementation instead of failing.
-    assert isinstance(build_optimizer(torch.optim.RMSprop, params, torch.device("cpu")), torch.optim.RMSprop)
+    # RMSprop has no fused kernel: the foreach one instead of failing.
+    rmsprop = build_optimizer(torch.optim.RMSprop, params, torch.device("cpu"))
+    assert isinstance(rmsprop, torch.optim.RMSprop) and rmsprop.defaults["foreach"]
+
+
+def test_foreach_kernel_unless_fused_or_the_user_set_foreach():
+    from functools import partial
+
+    import schedulefree
+
+    params = [nn.Parameter(torch.zeros(4, 4))]
+    cpu = torch.device("cpu")
+    for cls in (torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adafactor):
+        assert build_optimizer(partial(cls, lr=1e-3, foreach=None), params, cpu).defaults["foreach"]
+        assert not build_optimizer(partial(cls, lr=1e-3, foreach=False), params, cpu).defaults["foreach"]
+    # Schedule-Free's config inherits Adam's `foreach: null` across the class_path switch: still foreach.
+    free = build_optimizer(partial(schedulefree.AdamWScheduleFree, lr=1e-3, foreach=None), params, cpu)
+    assert free.defaults["foreach"] is True
+    # fused opted out: the next fastest; fused asked for: kept, and no foreach beside it (torch refuses both)
+    adam = build_optimizer(partial(torch.optim.Adam, lr=1e-3, fused=False, foreach=None), params, cpu)
+    assert adam.defaults["foreach"] and not adam.defaults["fused"]
+    adam = build_optimizer(partial(torch.optim.Adam, lr=1e-3, fused=True, foreach=None), params, cpu)
+    assert adam.defaults["fused"] and not adam.defaults["foreach"]
+
+
+def test_optimizer_class_reads_jsonargparse_partials():
+    from functools import partial
+
+    import schedulefree
+
+    from textcls.optim import optimizer_class
+
+    assert optimizer_class(torch.optim.Adam) is torch.optim.Adam
+    assert optimizer_class(partial(torch.optim.SGD, lr=0.1)) is torch.optim.SGD
+    wrapped = partial(lambda instantiator, cls, **kw: cls(**kw), object(), schedulefree.AdamWScheduleFree, lr=1.0)
+    assert optimizer_class(wrapped) is schedulefree.AdamWScheduleFree
+    assert optimizer_class(lambda params: torch.optim.SGD(params, lr=0.1)) is None  # unknown: the caller assumes any
 
 
 def test_keyword_unset():
