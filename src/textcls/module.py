@@ -196,9 +196,7 @@ class TextClassifier(pl.LightningModule):
         built = optimizer_class(self.optimizer_factory)
         if built is not None and not has_modes(built):
             return []  # Adam and the like: no callback, no per-batch hook
-        trainer = self._trainer
-        callbacks = trainer.callbacks if trainer is not None else []  # type: ignore[attr-defined]
-        if any(isinstance(c, ScheduleFreeModes) for c in callbacks):
+        if any(isinstance(c, ScheduleFreeModes) for c in self.trainer.callbacks):  # type: ignore[attr-defined]
             return []  # test after fit, or the user's own: Lightning would replace it and say so
         return [ScheduleFreeModes()]
 

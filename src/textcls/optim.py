@@ -55,8 +55,8 @@ def parameter_groups(model: nn.Module, decay_embeddings: bool = False) -> list[d
 
 def build_optimizer(factory: Callable[..., Optimizer], params: Iterable[Any], device: torch.device) -> Optimizer:
     """Call the injected optimizer factory with the fastest kernel the user left open: `fused=True` (one kernel for
-    all parameters) when `fused` is unset and the optimizer and device support it, else `foreach=True` (one call per
-    operation for all tensors) when `foreach` is unset; measured by benchmarks/optimizer_step.py.
+    all parameters) when `fused` is unset and the optimizer and device support it, else on a GPU `foreach=True` (one
+    call per operation for all tensors) when `foreach` is unset; measured by benchmarks/optimizer_step.py.
     With sparse embedding groups (see `parameter_groups`) the optimizer is checked first, and built as configured."""
     params = list(params)
     if has_sparse_groups(params):
@@ -72,7 +72,9 @@ def build_optimizer(factory: Callable[..., Optimizer], params: Iterable[Any], de
             pass  # optimizer without a fused kernel (RMSprop) or a dtype/device it does not cover
     elif keyword_value(factory, "fused"):
         return factory(params)  # the user's fused kernel; torch refuses foreach beside it
-    if keyword_unset(factory, "foreach"):
+    if device.type != "cpu" and keyword_unset(factory, "foreach"):
+        # torch's own GPU default, which Schedule-Free's config loses (it inherits Adam's `foreach: null`). On CPU the
+        # per-tensor loop stays: foreach did not beat it there (benchmarks/optimizer_step.py, docs/optimizers.md).
         try:
             return factory(params, foreach=True)
         except (TypeError, RuntimeError, ValueError):

@@ -28,26 +28,29 @@ def test_fused_kernel_is_used_unless_the_user_set_fused():
     ]
     chosen = build_optimizer(partial(torch.optim.Adam, lr=1e-3, fused=False), params, torch.device("cpu"))
     assert not chosen.defaults["fused"]
-    # RMSprop has no fused kernel: the foreach one instead of failing.
+    # RMSprop has no fused kernel: torch's default kernel instead of failing.
     rmsprop = build_optimizer(torch.optim.RMSprop, params, torch.device("cpu"))
-    assert isinstance(rmsprop, torch.optim.RMSprop) and rmsprop.defaults["foreach"]
+    assert isinstance(rmsprop, torch.optim.RMSprop) and not rmsprop.defaults["foreach"]
 
 
-def test_foreach_kernel_unless_fused_or_the_user_set_foreach():
+def test_foreach_kernel_on_gpus_unless_fused_or_the_user_set_foreach():
     from functools import partial
 
     import schedulefree
 
     params = [nn.Parameter(torch.zeros(4, 4))]
-    cpu = torch.device("cpu")
+    # Optimizers are built, not stepped, so a CUDA device object tests the choice on this CPU-only machine.
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
     for cls in (torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adafactor):
-        assert build_optimizer(partial(cls, lr=1e-3, foreach=None), params, cpu).defaults["foreach"]
-        assert not build_optimizer(partial(cls, lr=1e-3, foreach=False), params, cpu).defaults["foreach"]
-    # Schedule-Free's config inherits Adam's `foreach: null` across the class_path switch: still foreach.
-    free = build_optimizer(partial(schedulefree.AdamWScheduleFree, lr=1e-3, foreach=None), params, cpu)
+        assert build_optimizer(partial(cls, lr=1e-3, foreach=None), params, gpu).defaults["foreach"]
+        assert not build_optimizer(partial(cls, lr=1e-3, foreach=False), params, gpu).defaults["foreach"]
+        assert not build_optimizer(partial(cls, lr=1e-3, foreach=None), params, cpu).defaults["foreach"]
+        assert build_optimizer(partial(cls, lr=1e-3, foreach=True), params, cpu).defaults["foreach"]
+    # Schedule-Free's config inherits Adam's `foreach: null` across the class_path switch: foreach again on a GPU.
+    free = build_optimizer(partial(schedulefree.AdamWScheduleFree, lr=1e-3, foreach=None), params, gpu)
     assert free.defaults["foreach"] is True
     # fused opted out: the next fastest; fused asked for: kept, and no foreach beside it (torch refuses both)
-    adam = build_optimizer(partial(torch.optim.Adam, lr=1e-3, fused=False, foreach=None), params, cpu)
+    adam = build_optimizer(partial(torch.optim.Adam, lr=1e-3, fused=False, foreach=None), params, gpu)
     assert adam.defaults["foreach"] and not adam.defaults["fused"]
     adam = build_optimizer(partial(torch.optim.Adam, lr=1e-3, fused=True, foreach=None), params, cpu)
     assert adam.defaults["fused"] and not adam.defaults["foreach"]
