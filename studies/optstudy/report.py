@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import frequency, steptime
+from . import frequency, recipes, steptime
 from .measures import Entry, entries, summary_row, target_of
 from .plots import overview, workload_figure
 from .runner import ROOT, load_results
@@ -59,8 +59,11 @@ def write_report(args: Any) -> int:
         print(
             f"CHECK FAILED: {r['workload']} {r['optimizer']}: chosen lr {r['chosen_lr']} at the edge of {r['lr_grid']}"
         )
+    robust = recipes.robust_rates(by_workload)
+    _write_csv(out / "robust.csv", robust)
     freq = frequency.analyse(results, args.defs, args.runs_root, args.data_root, out, args.seeds, args.max_grid)
-    page = _page(table, args.defs, edges, freq, out, by_workload, args.max_grid)
+    extra = [text for text in (freq, recipes.section(robust)) if text]
+    page = _page(table, args.defs, edges, extra, out, by_workload, args.max_grid)
     args.page.write_text(page)
     complete = sum(r["complete"] for r in table)
     print(f"wrote {args.page}, {out}/summary.csv ({complete} of {len(table)} complete), runs.csv, figures")
@@ -149,7 +152,7 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _page(
-    table: list[dict[str, Any]], defs: dict, edges: list, freq: str, out: Path, by_workload: dict, max_grid: int
+    table: list[dict[str, Any]], defs: dict, edges: list, extra: list[str], out: Path, by_workload: dict, max_grid: int
 ) -> str:
     rel = out.relative_to(ROOT / "docs") if out.is_relative_to(ROOT / "docs") else out
     findings = out / "findings.md"
@@ -229,15 +232,16 @@ def _page(
                 f"| {_num(r['state_bytes_per_param'], 2)} |"
             )
         lines += ["", f"![{name}]({rel}/{name}.png)", ""]
-    if freq:
-        lines += [freq, ""]
+    for text in extra:
+        lines += [text, ""]
     lines += [
         "## Files",
         "",
         f"[`summary.csv`]({rel}/summary.csv) (one row per workload and optimizer), [`runs.csv`]({rel}/runs.csv) "
         f"(every run), [`curves.csv.gz`]({rel}/curves.csv.gz) (dev and training-loss curves of every run)"
         + (f", [`step_time.csv`]({rel}/step_time.csv)" if (out / "step_time.csv").is_file() else "")
-        + (f", [`frequency.csv`]({rel}/frequency.csv)" if freq else "")
+        + (f", [`frequency.csv`]({rel}/frequency.csv)" if (out / "frequency.csv").is_file() else "")
+        + (f", [`robust.csv`]({rel}/robust.csv)" if (out / "robust.csv").is_file() else "")
         + ". Code: `studies/compare_optimizers.py` and `studies/optstudy/`.",
         "",
     ]

@@ -148,3 +148,17 @@ def test_schedule_free_gets_no_momentum_search_and_its_own_warmup():
     opt = OPTIMIZERS["schedule_free_adamw"]
     assert opt.schedule_free and not opt.momentum
     assert replace(Setting(-8), eps=1e-6).tag() == "k-8_e1e-06"
+
+
+def test_robust_rate_minimises_the_worst_shortfall_across_a_models_workloads():
+    from optstudy.recipes import robust_rates
+
+    found = {}
+    for name, k_best in (("sst2-textcnn", -9), ("mr-textcnn", -7)):
+        workload = WORKLOADS[name]
+        plan, _, _ = complete(workload, "adagrad", peaked(k_best, width=1.0))
+        found[name] = [measures.Entry(workload, "adagrad", plan, [])]
+    (row,) = robust_rates(found)
+    assert row["model"] == "textcnn" and row["optimizer"] == "Adagrad"
+    assert row["robust_lr"] == lr_of(-8)  # one step from each workload's own best: 1 point short on both
+    assert row["worst_shortfall"] == pytest.approx(0.01) and row["per_workload_lr"] == "0.001, 0.00464"
