@@ -60,7 +60,9 @@ def write_report(args: Any) -> int:
             f"CHECK FAILED: {r['workload']} {r['optimizer']}: chosen lr {r['chosen_lr']} at the edge of {r['lr_grid']}"
         )
     robust = recipes.robust_rates(by_workload)
-    _write_csv(out / "robust.csv", robust)
+    (out / "robust.csv").unlink(missing_ok=True)
+    if robust:
+        _write_csv(out / "robust.csv", robust)
     freq = frequency.analyse(results, args.defs, args.runs_root, args.data_root, out, args.seeds, args.max_grid)
     extra = [text for text in (freq, recipes.section(robust)) if text]
     page = _page(table, args.defs, edges, extra, out, by_workload, args.max_grid)
@@ -189,8 +191,9 @@ def _page(
         "has no schedule and its own warmup over the same 10 %. Gradient clipping and weight decay as in the configs.",
         f"- **Tuning** on dev, seed 0 (MR fold 0): the learning rate on a log grid of {LATTICE} points per decade, "
         "starting from the three points around the usual default and extended until the best point is interior and "
-        f"both ends are more than {100 * BRACKET:.0f} point below it (at most {max_grid} points); then momentum "
-        f"for SGD and RMSprop and, on `{ADAM_EXTRAS_WORKLOAD}`, beta2 in {list(BETA2)} x eps in {list(EPS)} for "
+        f"both ends are at least {100 * BRACKET:.0f} point below it (at most {max_grid} points); then momentum "
+        "for SGD and RMSprop (each value at the rate that keeps lr / (1 - momentum)) and, on "
+        f"`{ADAM_EXTRAS_WORKLOAD}`, beta2 in {list(BETA2)} x eps in {list(EPS)} for "
         "the Adam family, with the learning-rate search run again around the winner when it changes. Test is never "
         "read for a choice.",
         "- **Seeds**: the chosen setting with seeds 0-4 (MR: 0-5, seed i on fold i mod 3). Means with 95 % "
