@@ -131,6 +131,8 @@ def summary_row(entry: Entry, target: float, step_ms: dict[tuple[str, str], dict
         "loss_spike_max": max((r["loss_spike"] for r in runs), default=math.nan),
         "lr_width_decades": lr_width(p),
         "step_ms": ms,
+        "optimizer_step_ms": timing.get("optimizer_step_ms", math.nan),
+        "kernel": timing.get("kernel", ""),
         "state_bytes_per_param": timing.get("state_bytes_per_param", math.nan),
         "tuning_runs": None,  # filled by the caller, which sees every run
         "complete": p.chosen is not None,

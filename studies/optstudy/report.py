@@ -218,7 +218,8 @@ def _page(
         lines += [f"- {v}" for v in _verdicts(rows)] + [""]
         lines += [
             "| optimizer | lr grid | chosen | seeds | dev | test (95 % CI) | target reached | steps to target "
-            "| s to target | best step | loss spike | lr width (decades) | ms/step | state B/param |",
+            "| s to target | best step | loss spike | lr width (decades) | ms/step (optimizer; kernel) "
+            "| state B/param |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
@@ -231,7 +232,8 @@ def _page(
                 f"| {_pct(r['test_mean'], r['test_ci95'])} | {r['seeds_reaching_target']} "
                 f"| {_num(r['steps_to_target_median'], 0)} | {_num(r['seconds_to_target_median'], 1)} "
                 f"| {_num(r['best_step_median'], 0)} | {_num(r['loss_spike_max'], 3)} "
-                f"| {_num(r['lr_width_decades'], 2)} | {_num(r['step_ms'], 2)} "
+                f"| {_num(r['lr_width_decades'], 2)} "
+                f"| {_num(r['step_ms'], 1)} ({_num(r['optimizer_step_ms'], 1)}; {r['kernel'] or '-'}) "
                 f"| {_num(r['state_bytes_per_param'], 2)} |"
             )
         lines += ["", f"![{name}]({rel}/{name}.png)", ""]

@@ -129,11 +129,14 @@ def measure(workloads: list[Workload], optimizers: list[str], runs_root: Path, d
         writer.writerows(rows)
 
 
-def read(path: Path) -> dict[tuple[str, str], dict[str, float]]:
+def read(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     if not path.is_file():
         return {}
     with path.open() as handle:
         return {
-            (r["workload"], r["optimizer"]): {k: float(r[k]) for k in ("step_ms", "state_bytes_per_param")}
+            (r["workload"], r["optimizer"]): {
+                **{k: float(r[k]) for k in ("step_ms", "optimizer_step_ms", "state_bytes_per_param")},
+                "kernel": r["kernel"],
+            }
             for r in csv.DictReader(handle)
         }
