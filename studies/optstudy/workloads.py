@@ -16,6 +16,8 @@ from .space import OPTIMIZERS, Optimizer
 
 @dataclass(frozen=True)
 class Workload:
+    """One workload; WORKLOADS lists them in the order the study runs them (the cheaper MLPs before a TextCNN)."""
+
     name: str
     data: str  # folder under --data-root
     model: str  # "textcnn", "mlp" (dense, one hidden layer) or "mlp_nb" (linear, NB-weighted, sparse embeddings)
@@ -62,8 +64,8 @@ WORKLOADS: dict[str, Workload] = {
     for w in (
         Workload("sst2-textcnn", "sst2", "textcnn", ("configs/benchmarks/textcnn_rand.yaml",), steps=560),
         Workload("sst2-mlp", "sst2", "mlp", (), steps=640),
-        Workload("mr-textcnn", "mr", "textcnn", ("configs/benchmarks/textcnn_rand.yaml",), steps=700, folds=3),
         Workload("mr-mlp", "mr", "mlp", (), steps=800, folds=3),
+        Workload("mr-textcnn", "mr", "textcnn", ("configs/benchmarks/textcnn_rand.yaml",), steps=700, folds=3),
         Workload("goemotions-mlp", "goemotions", "mlp", (), steps=2720, multi_label=True, overrides=_MULTI_LABEL),
         Workload("imdb-mlp", "imdb", "mlp", (), steps=1400),
         Workload("sst2-mlp_nb", "sst2", "mlp_nb", ("configs/benchmarks/mlp_nb.yaml",), steps=700),
