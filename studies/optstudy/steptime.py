@@ -36,7 +36,8 @@ def _build(workload: Workload, optimizer: str, runs_root: Path, data_root: Path)
 
     from .runner import Job
 
-    job = Job(workload, optimizer, Setting(OPTIMIZERS[optimizer].center), 0)
+    momenta = workload.momenta(OPTIMIZERS[optimizer])  # none with sparse gradients: SGD's buffer would grow
+    job = Job(workload, optimizer, Setting(OPTIMIZERS[optimizer].center, momentum=momenta[0] if momenta else None), 0)
     files = split_files(workload, 0, data_root, runs_root)
     args = cli_args(job, files, runs_root / "steptime-scratch", runs_root / "cache" / workload.data)
     cli = TextclsCLI(args=args[1:], run=False)  # no subcommand without run
