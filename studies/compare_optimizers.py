@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from optstudy.measures import scores_of
 from optstudy.runner import Job, load_results, run_job, worker_init
 from optstudy.search import MAX_POINTS, plan
 from optstudy.space import OPTIMIZERS
@@ -51,15 +52,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.defs = scaled(args.scale)
     return args
-
-
-def scores_of(results: dict) -> dict[str, dict[str, dict[tuple[str, int], float]]]:
-    """workload -> optimizer -> (setting tag, seed) -> best dev metric (NaN unless the run finished)."""
-    out: dict[str, dict[str, dict[tuple[str, int], float]]] = {}
-    for (w, o, tag, seed), record in results.items():
-        value = record["best_dev"] if record["status"] == "ok" else math.nan
-        out.setdefault(w, {}).setdefault(o, {})[(tag, seed)] = value
-    return out
 
 
 def needed_jobs(args: argparse.Namespace, results: dict) -> list[Job]:

@@ -43,19 +43,25 @@ class Entry:
     seeds: list[dict[str, Any]]
 
 
+def scores_of(results: dict) -> dict[str, dict[str, dict[tuple[str, int], float]]]:
+    """workload -> optimizer -> (setting tag, seed) -> best dev metric (NaN unless the run finished), as the
+    search reads them."""
+    out: dict[str, dict[str, dict[tuple[str, int], float]]] = {}
+    for (w, o, tag, seed), record in results.items():
+        value = record["best_dev"] if record["status"] == "ok" else math.nan
+        out.setdefault(w, {}).setdefault(o, {})[(tag, seed)] = value
+    return out
+
+
 def entries(
     workload: Workload, optimizers: list[str], results: dict, n_seeds: int, max_points: int = MAX_POINTS
 ) -> list[Entry]:
     out = []
+    scores = scores_of(results)
     for opt in optimizers:
         if opt not in workload.optimizers:
             continue
-        scores = {
-            (tag, seed): (r["best_dev"] if r["status"] == "ok" else math.nan)
-            for (w, o, tag, seed), r in results.items()
-            if w == workload.name and o == opt
-        }
-        p = plan(workload, opt, scores, n_seeds, max_points)
+        p = plan(workload, opt, scores.get(workload.name, {}).get(opt, {}), n_seeds, max_points)
         seeds = []
         if p.chosen is not None:
             seeds = [results[(workload.name, opt, p.chosen.tag(), s)] for s in p.seeds]

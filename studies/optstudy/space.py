@@ -65,22 +65,17 @@ class Setting:
     def lr(self) -> float:
         return lr_of(self.k)
 
+    def _given(self) -> list[tuple[str, str, float]]:
+        """(tag prefix, CLI override template, value) of each hyper-parameter set beyond the rate."""
+        fields = (
+            ("m", "--model.optimizer.momentum={:g}", self.momentum),
+            ("b", "--model.optimizer.betas=[0.9, {:g}]", self.beta2),
+            ("e", "--model.optimizer.eps={:g}", self.eps),
+        )
+        return [(prefix, template, value) for prefix, template, value in fields if value is not None]
+
     def tag(self) -> str:
-        parts = [f"k{self.k:+d}"]
-        if self.momentum is not None:
-            parts.append(f"m{self.momentum:g}")
-        if self.beta2 is not None:
-            parts.append(f"b{self.beta2:g}")
-        if self.eps is not None:
-            parts.append(f"e{self.eps:g}")
-        return "_".join(parts)
+        return "_".join([f"k{self.k:+d}", *(f"{prefix}{value:g}" for prefix, _, value in self._given())])
 
     def overrides(self) -> list[str]:
-        out = [f"--model.optimizer.lr={self.lr:g}"]
-        if self.momentum is not None:
-            out.append(f"--model.optimizer.momentum={self.momentum:g}")
-        if self.beta2 is not None:
-            out.append(f"--model.optimizer.betas=[0.9, {self.beta2:g}]")
-        if self.eps is not None:
-            out.append(f"--model.optimizer.eps={self.eps:g}")
-        return out
+        return [f"--model.optimizer.lr={self.lr:g}", *(template.format(value) for _, template, value in self._given())]

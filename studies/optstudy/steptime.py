@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .runner import cli_args, split_files
+from .runner import Job, cli_args, split_files
 from .space import OPTIMIZERS, Setting
 from .workloads import Workload
 
@@ -33,8 +33,6 @@ FIELDS = ["workload", "optimizer", "kernel", "step_ms", "optimizer_step_ms", "st
 def _build(workload: Workload, optimizer: str, runs_root: Path, data_root: Path) -> dict[str, Any]:
     from textcls.cli import TextclsCLI
     from textcls.optim import build_optimizer
-
-    from .runner import Job
 
     momenta = workload.momenta(OPTIMIZERS[optimizer])  # none with sparse gradients: SGD's buffer would grow
     job = Job(workload, optimizer, Setting(OPTIMIZERS[optimizer].center, momentum=momenta[0] if momenta else None), 0)
