@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,9 @@ def _write_runs(out: Path, results: dict, chosen: set) -> None:
         writer = csv.DictWriter(handle, RUN_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    with gzip.open(out / "curves.csv.gz", "wt", newline="", compresslevel=9) as handle:
+    # mtime 0: the same runs give the same bytes, so rewriting the page leaves git quiet
+    binary = gzip.GzipFile(out / "curves.csv.gz", "wb", compresslevel=9, mtime=0)
+    with binary, io.TextIOWrapper(binary, encoding="utf-8", newline="") as handle:
         writer2 = csv.writer(handle)
         writer2.writerow(["workload", "optimizer", "setting", "seed", "kind", "step", "value", "train_seconds"])
         writer2.writerows(curves)
