@@ -226,11 +226,11 @@ def _page(
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
-            extra = [f"m {r['chosen_momentum']:g}" if r["chosen_momentum"] is not None else ""]
+            options = [f"m {r['chosen_momentum']:g}" if r["chosen_momentum"] is not None else ""]
             if r["chosen_beta2"] is not None:
-                extra.append(f"b2 {r['chosen_beta2']:g} eps {r['chosen_eps']:g}")
+                options.append(f"b2 {r['chosen_beta2']:g} eps {r['chosen_eps']:g}")
             lines.append(
-                f"| {r['optimizer']} | {r['lr_grid']} | {r['chosen_lr']} {' '.join(x for x in extra if x)} "
+                f"| {r['optimizer']} | {r['lr_grid']} | {r['chosen_lr']} {' '.join(x for x in options if x)} "
                 f"| {r['seeds']} | {_pct(r['best_dev_mean'], r['best_dev_ci95'])} "
                 f"| {_pct(r['test_mean'], r['test_ci95'])} | {r['seeds_reaching_target']} "
                 f"| {_num(r['steps_to_target_median'], 0)} | {_num(r['seconds_to_target_median'], 1)} "
