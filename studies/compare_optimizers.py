@@ -4,7 +4,8 @@ Eleven optimizers (studies/optstudy/space.py) on the workloads of studies/optstu
 SST-2, MR, IMDB and GoEmotions), each tuned on dev with the same protocol (studies/optstudy/search.py: a learning-rate
 grid extended until its best point is interior, then momentum or beta2/eps), then trained with 5+ seeds at the
 chosen setting. Every run is `textcls fit` (the CLI in-process in a pool of `--jobs` worker processes) and leaves its
-result.json under --runs-root; finished runs are reused, so the study resumes where it stopped. Then the summary,
+result.json under --runs-root; finished runs are reused, so the study resumes where it stopped (and where it was
+published: runs in --out/runs.csv that --runs-root lacks are restored from it first). Then the summary,
 the plots and the report page are written from those files (`--report-only` does just that).
 
     make study                                                  # everything, resumable
@@ -25,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from optstudy.measures import scores_of
+from optstudy.restore import restore_published
 from optstudy.runner import Job, load_results, run_job, worker_init
 from optstudy.search import MAX_POINTS, plan
 from optstudy.space import OPTIMIZERS
@@ -103,6 +105,9 @@ def run_study(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    restored = restore_published(args.out, args.runs_root, args.defs)
+    if restored:
+        print(f"{restored} published runs restored from {args.out}/runs.csv into {args.runs_root}", flush=True)
     if args.step_time:
         from optstudy.steptime import measure
 

@@ -20,7 +20,7 @@ from .space import BETA2, EPS, LATTICE, OPTIMIZERS
 from .workloads import ADAM_EXTRAS_WORKLOAD
 
 RUN_FIELDS = [
-    "workload", "optimizer", "setting", "lr", "momentum", "beta2", "eps", "seed", "fold", "role", "status",
+    "workload", "optimizer", "setting", "lr", "momentum", "beta2", "eps", "seed", "fold", "budget", "role", "status",
     "best_dev", "best_step", "final_dev", "test_at_best_dev", "steps", "loss_spike", "final_train_loss",
     "train_seconds", "wall_seconds", "error",
 ]  # fmt: skip
@@ -184,7 +184,12 @@ def _page(
         "## Protocol",
         "",
         f"- **Workloads** ({len(defs)}): "
-        + "; ".join(f"`{w.name}` ({w.steps} steps, dev every {w.steps // w.evals})" for w in defs.values())
+        + "; ".join(
+            f"`{w.name}` ({w.steps} steps, dev every {w.steps // w.evals}"
+            + (f"; {', '.join(OPTIMIZERS[o].label for o in w.only)} only" if w.only else "")
+            + ")"
+            for w in defs.values()
+        )
         + ". Data splits are the accuracy harness's (MR: folds 0-2 of its ten; IMDB: its dev carved from train). "
         "Recipes: `configs/textcnn.yaml` + `configs/benchmarks/textcnn_rand.yaml` (IMDB: `textcnn_imdb.yaml`), "
         "`configs/mlp.yaml` (dense: 128-d mean-pooled embeddings, one 256-unit hidden layer), the NB-weighted "

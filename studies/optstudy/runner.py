@@ -140,7 +140,7 @@ def _keep(job: Job, scratch: Path, folder: Path) -> None:
 
 
 def _fit(job: Job, args: list[str]) -> dict[str, Any]:
-    from pytorch_lightning.callbacks import Callback
+    from pytorch_lightning.callbacks import Callback, EarlyStopping
 
     from textcls.cli import TextclsCLI
     from textcls.nonfinite import NonFiniteLossError
@@ -171,7 +171,9 @@ def _fit(job: Job, args: list[str]) -> dict[str, Any]:
     class StudyCLI(TextclsCLI):
         def instantiate_classes(self) -> None:
             super().instantiate_classes()
-            self.trainer.callbacks.append(recorder)
+            # equal budgets: a recipe's early stopping would end runs at different steps per optimizer
+            kept = [c for c in self.trainer.callbacks if not isinstance(c, EarlyStopping)]
+            self.trainer.callbacks = [*kept, recorder]
 
     diverged = False
     try:

@@ -162,3 +162,49 @@ def test_robust_rate_minimises_the_worst_shortfall_across_a_models_workloads():
     assert row["model"] == "textcnn" and row["optimizer"] == "Adagrad"
     assert row["robust_lr"] == lr_of(-8)  # one step from each workload's own best: 1 point short on both
     assert row["worst_shortfall"] == pytest.approx(0.01) and row["per_workload_lr"] == "0.001, 0.00464"
+
+
+def test_published_runs_restore_as_the_finished_runs_they_were(tmp_path):
+    from optstudy.report import _write_runs
+    from optstudy.restore import restore_published, setting_of
+    from optstudy.runner import load_results
+
+    for tag in ("k-6", "k-4_m0.9", "k-9_b0.99_e1e-06"):
+        assert setting_of(tag).tag() == tag
+    defs = {name: WORKLOADS[name] for name in ("sst2-mlp", "sst2-textcnn")}
+
+    def record(workload, optimizer, tag, seed, status="ok"):
+        s = setting_of(tag)
+        return {"workload": workload, "optimizer": optimizer, "setting": tag, "lr": s.lr, "momentum": s.momentum,
+                "beta2": s.beta2, "eps": s.eps, "seed": seed, "fold": 0, "budget": defs[workload].steps,
+                "status": status, "best_dev": 0.8125, "best_step": 320, "final_dev": 0.8, "test_at_best_dev": 0.79,
+                "steps": 640, "loss_spike": 0.05, "final_train_loss": 0.25, "train_seconds": 12.5,
+                "wall_seconds": 15.25, "dev_curve": [[32, 0.5, 0.625], [64, 0.8125, 1.25]],
+                "loss_curve": [0.75, 0.5]}  # fmt: skip
+
+    published = {
+        ("sst2-mlp", "adam", "k-9_b0.99_e1e-06", 0): record("sst2-mlp", "adam", "k-9_b0.99_e1e-06", 0),
+        ("sst2-mlp", "sgd", "k-4_m0.9", 1): record("sst2-mlp", "sgd", "k-4_m0.9", 1, "diverged"),
+        # the frequency test reads this run's checkpoint, which no CSV holds: it is run again, not restored
+        ("sst2-textcnn", "sgd", "k-4_m0.9", 1): record("sst2-textcnn", "sgd", "k-4_m0.9", 1),
+    }
+    out = tmp_path / "published"
+    out.mkdir()
+    _write_runs(out, published, chosen={("sst2-textcnn", "sgd", "k-4_m0.9", 1)})
+    runs_root = tmp_path / "runs"
+    assert restore_published(out, runs_root, defs) == 2
+    assert restore_published(out, runs_root, defs) == 0, "a run already there is never overwritten"
+    restored = load_results(runs_root, defs)
+    assert set(restored) == set(list(published)[:2])
+    for key, got in restored.items():
+        want = published[key]
+        assert {k: got[k] for k in want} == want
+    other_budget = {"sst2-mlp": replace(WORKLOADS["sst2-mlp"], steps=64)}
+    assert restore_published(out, tmp_path / "scaled", other_budget) == 0, "runs of another budget stay out"
+
+
+def test_a_workload_limited_to_some_optimizers_plans_only_those():
+    imdb = WORKLOADS["imdb-textcnn"]
+    assert imdb.only and imdb.optimizers == [o for o in OPTIMIZERS if o in imdb.only]
+    assert {"sgd", "rmsprop", "adam"} <= set(imdb.optimizers)
+    assert WORKLOADS["sst2-textcnn"].optimizers == list(OPTIMIZERS)
