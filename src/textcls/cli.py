@@ -186,7 +186,14 @@ class TextclsCLI(SingleMergeCLI):
     def after_fit(self) -> None:
         trainer = self.trainer
         if self.config.fit.test_after_fit and _has_test_data(self.datamodule):
-            trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=True)
+            checkpoint = trainer.checkpoint_callback
+            best = getattr(checkpoint, "best_model_path", "")
+            if not best:  # a max_steps stop before the first validation: there is no best checkpoint to test
+                _announce(
+                    "No validation ran before fit stopped, so there is no best checkpoint: testing the weights fit "
+                    "ended with. Validate more often with --trainer.val_check_interval N (training batches)."
+                )
+            trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None, verbose=True)
         print_run_summary(trainer)
         finish_wandb(trainer)
 

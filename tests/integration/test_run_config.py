@@ -181,3 +181,13 @@ def test_the_users_own_class_is_trusted_when_they_name_it(trained):
     assert not is_allowed_class("torch.optim.Optimizer.__init__") and not is_allowed_class("os.system")
     assert not is_allowed_class("torch.optim._functional") and not is_allowed_class("this.Zen")
     assert is_allowed_class("mypkg.MyNet", trusted={"mypkg.MyNet"})
+
+
+def test_a_fit_stopped_before_its_first_validation_tests_its_final_weights(tmp_path, capsys):
+    train, test = write_tickets(tmp_path / "train.csv", 200), write_tickets(tmp_path / "test.csv", 40)
+    cli = fit(
+        tmp_path, "--data.train_file", str(train), "--data.test_file", str(test), "--data.text_column",
+        "subject_line", "--data.label_column", "category", "--trainer.max_steps", "2", *TINY,
+    )  # fmt: skip
+    assert "test/acc" in cli.trainer.callback_metrics
+    assert "No validation ran before fit stopped" in capsys.readouterr().err
