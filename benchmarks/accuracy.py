@@ -56,7 +56,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,27 @@ def load_dataset(folder: Path, n_folds: int, work_dir: Path) -> Dataset:
         f"or train.jsonl+dev.jsonl+test.jsonl "
         f"(found: {', '.join(sorted(present)) or 'no CSV files'})"
     )
+
+
+def with_fewer_training_rows(data: Dataset, n_rows: int, work_dir: Path) -> Dataset:
+    """The same splits with each training file cut to a stratified n_rows sample (fixed seed): how a recipe does on a
+    smaller set of the same kind. Dev and test stay whole."""
+    if data.protocol == "multilabel":
+        raise HarnessError("--train-rows works on single-label folders only")
+    splits = []
+    for split in data.splits:
+        rows = read_rows(split.train)
+        if n_rows >= len(rows):
+            raise HarnessError(f"--train-rows {n_rows}: the training split has only {len(rows)} rows")
+        keep = stratified_dev([label for label, _ in rows], n_rows / len(rows), SPLIT_SEED)
+        target = work_dir / "splits" / f"{data.name}-{_file_digest(split.train)}-train{n_rows}-s{SPLIT_SEED}"
+        if not target.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=target.parent))
+            write_rows(tmp / "train.csv", [r for i, r in enumerate(rows) if i in keep])
+            _publish_dir(tmp, target)
+        splits.append(replace(split, train=target / "train.csv", sizes=(len(keep), *split.sizes[1:])))
+    return replace(data, name=f"{data.name}-train{n_rows}", splits=splits)
 
 
 def _holdout(name: str, folder: Path, work_dir: Path) -> Dataset:
@@ -632,6 +653,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--config", type=Path, action="append", default=[], help="textcls config; repeat to stack")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--folds", type=int, default=10, help="folds of cross-validation (all.csv folders only)")
+    p.add_argument("--train-rows", type=int, help="cut each training split to this many rows (stratified, fixed seed)")
     p.add_argument("--jobs", type=int, default=1, help="trainings at once (each in its own subprocess)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training")
     p.add_argument("--out", type=Path, default=ROOT / "docs/results", help="results folder")
@@ -779,6 +801,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("jobs", "threads", "fasttext_threads", "tfidf_jobs"):
         if getattr(args, name) < 1:
             raise HarnessError(f"--{name.replace('_', '-')} must be 1 or more")
+    if args.train_rows is not None and args.train_rows < 2:
+        raise HarnessError("--train-rows must be 2 or more")
     if any(e < 1 for e in args.fasttext_epochs or []) or any(lr <= 0 for lr in args.fasttext_lrs or []):
         raise HarnessError("--fasttext-epochs must be 1 or more and --fasttext-lrs above 0")
     if len(set(args.seeds)) != len(args.seeds):
@@ -786,6 +810,8 @@ def main(argv: list[str] | None = None) -> int:
     args.work_dir = args.work_dir.resolve()
     args.out = args.out.resolve()
     data = load_dataset(args.dataset_dir, args.folds, args.work_dir)
+    if args.train_rows:
+        data = with_fewer_training_rows(data, args.train_rows, args.work_dir)
     jobs = plan_jobs(args, overrides, data)
     print(f"{data.name}: protocol {data.protocol}, {len(data.splits)} split(s); {len(jobs)} run(s) to do", flush=True)
     failures = _execute(jobs, args.jobs)

@@ -278,6 +278,24 @@ def _no_jobs(tmp_path: Path) -> tuple[Path, list[str]]:
     return dev_layout(tmp_path / "ok", 10, 10), ["--jobs", "0"]
 
 
+def _more_train_rows_than_there_are(tmp_path: Path) -> tuple[Path, list[str]]:
+    return dev_layout(tmp_path / "ok", 10, 10), ["--train-rows", "50"]
+
+
+def test_fewer_training_rows_is_a_fixed_stratified_sample_of_the_same_split(tmp_path):
+    import accuracy  # benchmarks/accuracy.py, in-process: only its split functions run here
+
+    data = accuracy.load_dataset(dev_layout(tmp_path / "sst", 120, 40), 10, tmp_path / "work")
+    small = accuracy.with_fewer_training_rows(data, 30, tmp_path / "work")
+    again = accuracy.with_fewer_training_rows(data, 30, tmp_path / "other-work")
+    (split,), (whole,) = small.splits, data.splits
+    kept = pairs(split.train)
+    assert small.name == f"{data.name}-train30" and split.sizes == (30, *whole.sizes[1:]) and len(kept) == 30
+    assert Counter(label for label, _ in kept) == Counter({"neg": 15, "pos": 15}), "stratified"
+    assert set(kept) <= set(pairs(whole.train)) and kept == pairs(again.splits[0].train), "a fixed sample"
+    assert (split.dev, split.test) == (whole.dev, whole.test)
+
+
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
@@ -290,6 +308,7 @@ def _no_jobs(tmp_path: Path) -> tuple[Path, list[str]]:
         (_zero_epochs, "--fasttext-epochs must be 1 or more"),
         (_repeated_seed, "repeats a seed"),
         (_no_jobs, "--jobs must be 1 or more"),
+        (_more_train_rows_than_there_are, "--train-rows 50: the training split has only 10 rows"),
     ],
     ids=[
         "missing-folder",
@@ -301,6 +320,7 @@ def _no_jobs(tmp_path: Path) -> tuple[Path, list[str]]:
         "fasttext-epochs-0",
         "repeated-seed",
         "jobs-0",
+        "train-rows-50-of-10",
     ],
 )
 def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, make, expected):
