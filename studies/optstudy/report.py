@@ -116,13 +116,15 @@ def _pct(value: float, ci: float = math.nan) -> str:
     return f"{100 * value:.2f}" + (f" ± {100 * ci:.2f}" if math.isfinite(ci) else "")
 
 
-def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
-    """The article's question for one workload, in plain words, from the summary rows."""
+def _verdicts(rows: list[dict[str, Any]], adam_trains: bool = True) -> list[str]:
+    """The article's question for one workload, in plain words, from the summary rows. Where Adam cannot train the
+    workload (sparse gradients), Adagrad, the adaptive optimizer that can, answers for it."""
     by = {r["optimizer"]: r for r in rows if r["complete"]}
-    adam = by.get("Adam")
+    name = "Adam" if adam_trains else "Adagrad"
+    adam = by.get(name)
     if adam is None:
-        return ["Adam's runs are not finished yet."]
-    out = []
+        return [f"{name}'s runs are not finished yet."]
+    out = [] if adam_trains else ["Adam cannot train this workload's sparse gradients: Adagrad stands in for it."]
     for rival in ("SGD (momentum)", "SGD (Nesterov)", "RMSprop"):
         r = by.get(rival)
         if r is None:
@@ -137,7 +139,7 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
         elif math.isfinite(a):
             speed = f"faster: it reaches the target ({a:.0f} median steps), {rival} never does"
         else:
-            speed = "not faster: Adam never reaches the target"
+            speed = f"not faster: {name} never reaches the target"
         stable = (
             "more"
             if adam["test_std"] < 0.8 * r["test_std"]
@@ -146,7 +148,7 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
             else "as"
         )
         out.append(
-            f"Against {rival}: Adam's test {adam['metric']} is {better} ({_pct(adam['test_mean'])} against "
+            f"Against {rival}: {name}'s test {adam['metric']} is {better} ({_pct(adam['test_mean'])} against "
             f"{_pct(r['test_mean'])}, gap {100 * gap:+.2f} points); it is {speed}; it is {stable} stable across seeds "
             f"(test std {100 * adam['test_std']:.2f} against {100 * r['test_std']:.2f}; reaching the target: "
             f"{adam['seeds_reaching_target']} against {r['seeds_reaching_target']})."
@@ -223,7 +225,7 @@ def _page(
         lines += [f"## {name}", ""]
         if complete < len(rows):
             lines += [f"*{complete} of {len(rows)} optimizers finished; the rest are still running.*", ""]
-        lines += [f"- {v}" for v in _verdicts(rows)] + [""]
+        lines += [f"- {v}" for v in _verdicts(rows, "adam" in defs[name].optimizers)] + [""]
         lines += [
             "| optimizer | lr grid | chosen | seeds | dev | test (95 % CI) | target reached | steps to target "
             "| s to target | best step | loss spike | lr width (decades) | ms/step (optimizer; kernel) "
