@@ -28,7 +28,7 @@ RUN_FIELDS = [
 
 def _fmt(value: Any) -> Any:
     if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4g}" if abs(value) < 1e-3 else f"{value:.4f}"
+        return "" if math.isnan(value) else f"{value:.4g}" if abs(value) < 1 else f"{value:.4f}"  # lr 0.00215
     return "" if value is None else value
 
 
