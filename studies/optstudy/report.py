@@ -169,7 +169,8 @@ def _page(
         "Does Adam train text classifiers faster and with more stable learning curves than SGD and RMSprop? Eleven "
         "optimizers, each tuned with the same protocol and budget on each workload, then trained with five or more "
         "seeds. This page, its figures and its tables are written by the study "
-        "(`make study`; `make study STUDY_ARGS=--report-only` rewrites them from the finished runs).",
+        "(`make study`; `make study STUDY_ARGS=--report-only` rewrites them from the finished runs). A fresh clone "
+        "starts from the published runs (`runs.csv` below), so `make study` runs only what is still missing.",
         "",
     ]
     lines += [

@@ -121,6 +121,10 @@ def measure(workloads: list[Workload], optimizers: list[str], runs_root: Path, d
                 f"{row['optimizer_step_ms']:7.2f} ms/opt-step {row['state_bytes_per_param']:5.2f} B/param",
                 flush=True,
             )
+    measured = {w.name for w in workloads}
+    if out.is_file():  # other workloads' rows stay: each workload is measured interleaved on its own
+        with out.open(newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if r["workload"] not in measured] + rows
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, FIELDS)

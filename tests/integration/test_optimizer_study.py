@@ -97,10 +97,19 @@ def test_step_time_benchmark_measures_every_optimizer_kernel_and_state(study):
         "--runs-root", str(tmp_path / "runs"), "--out", str(tmp_path / "steps"),
         "--workloads", "sst2-textcnn", "--optimizers", "adam", "sgd", "adafactor",
     ]  # fmt: skip
+    earlier = tmp_path / "steps" / "step_time.csv"  # an earlier measurement: another workload's row, a stale one
+    earlier.parent.mkdir(parents=True, exist_ok=True)
+    earlier.write_text(
+        "workload,optimizer,kernel,step_ms,optimizer_step_ms,state_bytes_per_param,rounds\n"
+        "mr-mlp,adam,fused,5.0,1.0,8.0,5\nsst2-textcnn,lion,for-loop,9.0,3.0,4.0,5\n"
+    )
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    with (tmp_path / "steps" / "step_time.csv").open() as handle:
-        rows = {r["optimizer"]: r for r in csv.DictReader(handle)}
+    with earlier.open() as handle:
+        every = list(csv.DictReader(handle))
+    assert [r["optimizer"] for r in every if r["workload"] == "mr-mlp"] == ["adam"], "other workloads' rows stay"
+    rows = {r["optimizer"]: r for r in every if r["workload"] == "sst2-textcnn"}
+    assert set(rows) == {"adam", "sgd", "adafactor"}, "a measured workload's rows are all new"
     assert rows["adam"]["kernel"] == rows["sgd"]["kernel"] == "fused"
     # Adam keeps two moments (8 bytes per float32 parameter), SGD one momentum buffer, Adafactor factored rows and
     # columns of the last two dimensions (a conv weight [100, 300, 3] keeps [100, 300] + [100, 3], ~1 byte/param)
