@@ -1,5 +1,6 @@
 """The study's outputs, from the finished runs: summary.csv, runs.csv, curves.csv.gz, the figures, the grid-edge
-check and the report page (docs/optimizer-study.md; hand-written findings come from docs/optimizer_study/findings.md).
+check and the report page (docs/optimizer-study.md; hand-written findings come from docs/optimizer_study/findings.txt, Markdown
+that is part of the page, not a page of its own).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def _page(
     table: list[dict[str, Any]], defs: dict, edges: list, extra: list[str], out: Path, by_workload: dict, max_grid: int
 ) -> str:
     rel = out.relative_to(ROOT / "docs") if out.is_relative_to(ROOT / "docs") else out
-    findings = out / "findings.md"
+    findings = out / "findings.txt"
     lines = [
         "# The optimizer study",
         "",
