@@ -1,6 +1,6 @@
 """The study's outputs, from the finished runs: summary.csv, runs.csv, curves.csv.gz, the figures, the grid-edge
-check and the report page (docs/optimizer-study.md; hand-written findings come from docs/optimizer_study/findings.txt, Markdown
-that is part of the page, not a page of its own).
+check and the report page (docs/optimizer-study.md). Hand-written findings come from docs/optimizer_study/findings.txt:
+Markdown that is part of the page, not a page of its own.
 """
 
 from __future__ import annotations
