@@ -236,3 +236,14 @@ def use_task_monitors(callbacks: list[Any], multi_label: bool) -> None:
             old, callback.monitor = callback.monitor, renames[callback.monitor]
             task = "multi-label" if multi_label else "single-label"
             rank_zero_info(f"{type(callback).__name__} monitors {callback.monitor} ({task} data: no {old})")
+
+
+def drop_repeated_early_stopping(callbacks: list[Any]) -> list[Any]:
+    """Two stacked configs that both stop early on one metric (a recipe's own and `early_stopping.yaml`) would make
+    Lightning refuse the run (one saved state per metric); the later one is kept, as a later config wins."""
+    last = {c.state_key: i for i, c in enumerate(callbacks) if isinstance(c, EarlyStopping)}
+    kept = [c for i, c in enumerate(callbacks) if not isinstance(c, EarlyStopping) or last[c.state_key] == i]
+    if len(kept) < len(callbacks):
+        kept_stops = ", ".join(f"{c.monitor} (patience {c.patience})" for c in kept if isinstance(c, EarlyStopping))
+        rank_zero_info(f"EarlyStopping was configured more than once on one metric; the last is used: {kept_stops}")
+    return kept

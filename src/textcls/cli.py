@@ -16,11 +16,12 @@ import textcls.models  # noqa: F401  (so the networks' short names resolve: --mo
 from textcls import quiet, run_config
 from textcls.callbacks import PredictionWriter
 from textcls.checkpoint import check_weights_fit
-from textcls.checkpointing import ResumeCheckpoint, use_task_monitors
+from textcls.checkpointing import ResumeCheckpoint, drop_repeated_early_stopping, use_task_monitors
 from textcls.compat import SingleMergeCLI
 from textcls.config_checks import check_config, check_config_files
 from textcls.data import TextDataModule
 from textcls.errors import UserError
+from textcls.final_validation import ValidateAtLastStep
 from textcls.help import ShortHelpFormatter, one_line_parser_error
 from textcls.module import NonFiniteLossError, TextClassifier
 from textcls.rundir import discard_empty_run_dir, print_run_summary, run_dir
@@ -150,12 +151,16 @@ class TextclsCLI(SingleMergeCLI):
             raise UserError(f"invalid configuration: {err}") from err
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        trainer = super().instantiate_trainer(**kwargs)
         init = self.config_init.get(str(self.subcommand), self.config_init)
+        if isinstance(init.get("trainer.callbacks"), list):  # before Trainer() refuses two on one metric
+            init["trainer.callbacks"] = drop_repeated_early_stopping(init["trainer.callbacks"])
+        trainer = super().instantiate_trainer(**kwargs)
         configured = init.get("trainer.callbacks") or []
         speedups = init.get("speedups") or Speedups()
         speedups.apply(trainer, keep=configured if isinstance(configured, list) else [configured])
         use_task_monitors(trainer.callbacks, bool(getattr(self.datamodule, "multi_label", False)))  # type: ignore[attr-defined]
+        trainer.callbacks = drop_repeated_early_stopping(trainer.callbacks)  # type: ignore[attr-defined]
+        trainer.callbacks.append(ValidateAtLastStep())  # type: ignore[attr-defined]
         quiet.quiet_trainer(trainer)
         return trainer
 

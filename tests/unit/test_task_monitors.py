@@ -21,3 +21,14 @@ def test_selection_and_early_stopping_watch_the_task_s_metric(multi_label, given
     callbacks = [ModelCheckpoint(monitor=given, mode="max"), EarlyStopping(monitor=given, mode="max")]
     use_task_monitors(callbacks, multi_label)
     assert [c.monitor for c in callbacks] == [watched, watched]
+
+
+def test_early_stopping_given_twice_on_one_metric_keeps_the_last_and_other_metrics_stay():
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    from textcls.checkpointing import drop_repeated_early_stopping
+
+    recipe, preset = EarlyStopping("val/acc", mode="max", patience=3), EarlyStopping("val/acc", mode="max", patience=5)
+    on_loss = EarlyStopping("val/loss", patience=2)
+    assert drop_repeated_early_stopping([recipe, on_loss, preset]) == [on_loss, preset]
+    assert drop_repeated_early_stopping([recipe, on_loss]) == [recipe, on_loss]
