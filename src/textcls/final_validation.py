@@ -1,8 +1,9 @@
-"""Validation at a fit's last step when no validation is due there.
+"""Validation at a fit's last step when the fit has no best checkpoint yet.
 
-A run that `--trainer.max_steps` ends between validations (dev every N steps, or mid-epoch on a large file) would end
-without its final weights ever scored, and without a best checkpoint at all when it is shorter than one interval.
-Lightning validates a batch early when `trainer.should_stop` is set, so the last step sets it.
+A run that `--trainer.max_steps` ends before its first validation (dev every N steps and a shorter run, or a stop
+mid-epoch on a large file) would end with no best checkpoint, so nothing to test or resume from. Lightning validates
+a batch early when `trainer.should_stop` is set, so the last step sets it. A run that has validated is left alone:
+an extra validation would move Schedule-Free's weights (eval/train switch) and break bit-identical resume.
 """
 
 from __future__ import annotations
@@ -11,8 +12,15 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from textcls.schedule_free import ScheduleFreeModes
+
 
 class ValidateAtLastStep(pl.Callback):
+    """Validates the last step of a fit that max_steps ends before any validation (see the module)."""
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if 0 < trainer.max_steps <= trainer.global_step and trainer.val_dataloaders is not None:
+        if any(isinstance(c, ScheduleFreeModes) for c in trainer.callbacks):  # type: ignore[attr-defined]
+            return  # its eval/train switch moves the weights: an extra validation would break bit-identical resume
+        checkpoint = trainer.checkpoint_callback
+        if 0 < trainer.max_steps <= trainer.global_step and not getattr(checkpoint, "best_model_path", "x"):
             trainer.should_stop = True
