@@ -19,8 +19,10 @@ class ValidateAtLastStep(pl.Callback):
     """Validates the last step of a fit that max_steps ends before any validation (see the module)."""
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not 0 < trainer.max_steps <= trainer.global_step:  # every batch but the last: nothing more to look at
+            return
+        if getattr(trainer.checkpoint_callback, "best_model_path", None) != "":  # validated already, or no checkpoints
+            return
         if any(isinstance(c, ScheduleFreeModes) for c in trainer.callbacks):  # type: ignore[attr-defined]
             return  # its eval/train switch moves the weights: an extra validation would break bit-identical resume
-        checkpoint = trainer.checkpoint_callback
-        if 0 < trainer.max_steps <= trainer.global_step and not getattr(checkpoint, "best_model_path", "x"):
-            trainer.should_stop = True
+        trainer.should_stop = True
