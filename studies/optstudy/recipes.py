@@ -3,7 +3,8 @@ rather than on one, from the final learning-rate searches (seed 0, dev). The def
 table, so a setting that wins on one data set and fails on another is not picked.
 
 Robust rate: the lattice point, among those every workload of the model evaluated, with the smallest worst-case
-shortfall from each workload's own best dev score (ties: the smallest mean shortfall).
+shortfall from each workload's own best dev score (ties: the smallest mean shortfall). Only finished workloads (every
+optimizer's setting chosen) count, so the table, and the recipes read from it, do not move while a workload runs.
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ from .measures import Entry
 from .space import OPTIMIZERS, lr_of
 
 
+def finished(by_workload: dict[str, list[Entry]]) -> dict[str, list[Entry]]:
+    """The workloads whose every optimizer has a chosen setting."""
+    return {
+        name: found
+        for name, found in by_workload.items()
+        if found and set(found[0].workload.optimizers) <= {e.optimizer for e in found if e.plan.chosen is not None}
+    }
+
+
 def robust_rates(by_workload: dict[str, list[Entry]]) -> list[dict[str, Any]]:
     rows = []
+    by_workload = finished(by_workload)
     models = sorted({found[0].workload.model for found in by_workload.values() if found})
     for model in models:
         for opt in OPTIMIZERS:

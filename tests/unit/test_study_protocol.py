@@ -150,18 +150,37 @@ def test_schedule_free_gets_no_momentum_search_and_its_own_warmup():
     assert replace(Setting(-8), eps=1e-6).tag() == "k-8_e1e-06"
 
 
+def _textcnn_searches(k_best_of_workload):
+    found = {}
+    for name, k_best in k_best_of_workload.items():
+        workload = WORKLOADS[name]
+        found[name] = [
+            measures.Entry(workload, opt, complete(workload, opt, peaked(k_best, width=1.0))[0], [])
+            for opt in workload.optimizers
+        ]
+    return found
+
+
 def test_robust_rate_minimises_the_worst_shortfall_across_a_models_workloads():
     from optstudy.recipes import robust_rates
 
-    found = {}
-    for name, k_best in (("sst2-textcnn", -9), ("mr-textcnn", -7)):
-        workload = WORKLOADS[name]
-        plan, _, _ = complete(workload, "adagrad", peaked(k_best, width=1.0))
-        found[name] = [measures.Entry(workload, "adagrad", plan, [])]
-    (row,) = robust_rates(found)
-    assert row["model"] == "textcnn" and row["optimizer"] == "Adagrad"
+    rows = robust_rates(_textcnn_searches({"sst2-textcnn": -9, "mr-textcnn": -7}))
+    (row,) = [r for r in rows if r["optimizer"] == "Adagrad"]
+    assert row["model"] == "textcnn" and row["workloads"] == "sst2-textcnn, mr-textcnn"
     assert row["robust_lr"] == lr_of(-8)  # one step from each workload's own best: 1 point short on both
     assert row["worst_shortfall"] == pytest.approx(0.01) and row["per_workload_lr"] == "0.001, 0.00464"
+
+
+def test_a_workload_counts_for_the_robust_rates_only_once_every_optimizer_is_finished():
+    from optstudy.recipes import robust_rates
+
+    found = _textcnn_searches({"sst2-textcnn": -9, "mr-textcnn": -7, "imdb-textcnn": -5})
+    unfinished = found["imdb-textcnn"][-1]
+    found["imdb-textcnn"][-1] = replace(unfinished, plan=replace(unfinished.plan, chosen=None))
+    rows = robust_rates(found)
+    assert rows and all(r["workloads"] == "sst2-textcnn, mr-textcnn" for r in rows)
+    found["imdb-textcnn"].pop()  # never started counts as unfinished too
+    assert robust_rates(found) == rows
 
 
 def test_published_runs_restore_as_the_finished_runs_they_were(tmp_path):
