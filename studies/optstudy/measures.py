@@ -144,3 +144,19 @@ def summary_row(entry: Entry, target: float, step_ms: dict[tuple[str, str], dict
         "complete": p.chosen is not None,
     }
     return row
+
+
+def short_budgets(table: list[dict[str, Any]], defs: dict[str, Workload]) -> list[dict[str, Any]]:
+    """The best optimizer's row (by mean best dev) of each finished workload whose median best dev point is its last
+    evaluation: a budget too short to show where the best optimizer levels off."""
+    short = []
+    for name, w in defs.items():
+        rows = [r for r in table if r["workload"] == name]
+        if len(rows) < len(w.optimizers) or not all(r["complete"] for r in rows):
+            continue
+        scored = [r for r in rows if math.isfinite(r["best_dev_mean"])]
+        if scored:
+            best = max(scored, key=lambda r: r["best_dev_mean"])
+            if best["best_step_median"] >= w.steps // w.evals * w.evals:
+                short.append(best)
+    return short

@@ -1,6 +1,6 @@
 """The study's outputs, from the finished runs: summary.csv, runs.csv, curves.csv.gz, the figures, the grid-edge
-check and the report page (docs/optimizer-study.md). Hand-written findings come from docs/optimizer_study/findings.txt:
-Markdown that is part of the page, not a page of its own.
+and budget checks and the report page (docs/optimizer-study.md). Hand-written findings come from
+docs/optimizer_study/findings.txt: Markdown that is part of the page, not a page of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import frequency, recipes, steptime
-from .measures import Entry, entries, summary_row, target_of
+from .measures import Entry, entries, short_budgets, summary_row, target_of
 from .plots import overview, workload_figure
 from .runner import ROOT, load_results
 from .search import BRACKET
@@ -61,17 +61,20 @@ def write_report(args: Any) -> int:
         print(
             f"CHECK FAILED: {r['workload']} {r['optimizer']}: chosen lr {r['chosen_lr']} at the edge of {r['lr_grid']}"
         )
+    short = short_budgets(table, args.defs)
+    for r in short:
+        print(f"CHECK FAILED: {r['workload']}: the best optimizer, {r['optimizer']}, is best at the end of the budget")
     robust = recipes.robust_rates(by_workload)
     (out / "robust.csv").unlink(missing_ok=True)
     if robust:
         _write_csv(out / "robust.csv", robust)
     freq = frequency.analyse(results, args.defs, args.runs_root, args.data_root, out, args.seeds, args.max_grid)
     extra = [text for text in (freq, recipes.section(robust)) if text]
-    page = _page(table, args.defs, edges, extra, out, by_workload, args.max_grid)
+    page = _page(table, args.defs, (edges, short), extra, out, by_workload, args.max_grid)
     args.page.write_text(page)
     complete = sum(r["complete"] for r in table)
     print(f"wrote {args.page}, {out}/summary.csv ({complete} of {len(table)} complete), runs.csv, figures")
-    return 1 if edges else 0
+    return 1 if edges or short else 0
 
 
 def _chosen_runs(by_workload: dict[str, list[Entry]]) -> list[dict[str, Any]]:
@@ -160,7 +163,13 @@ def _verdicts(rows: list[dict[str, Any]], adam_trains: bool = True) -> list[str]
 
 
 def _page(
-    table: list[dict[str, Any]], defs: dict, edges: list, extra: list[str], out: Path, by_workload: dict, max_grid: int
+    table: list[dict[str, Any]],
+    defs: dict,
+    checks: tuple[list, list],
+    extra: list[str],
+    out: Path,
+    by_workload: dict,
+    max_grid: int,
 ) -> str:
     rel = out.relative_to(ROOT / "docs") if out.is_relative_to(ROOT / "docs") else out
     findings = out / "findings.txt"
@@ -216,10 +225,23 @@ def _page(
         "- **Sensitivity**: the width, in decades, of the learning-rate range within 1 point of the best.",
         "",
     ]
-    if edges:
-        lines += ["**Grid check failed** for: " + ", ".join(f"{r['workload']} {r['optimizer']}" for r in edges), ""]
+    at_edge, short = checks
+    if at_edge:
+        lines += ["**Grid check failed** for: " + ", ".join(f"{r['workload']} {r['optimizer']}" for r in at_edge), ""]
     else:
         lines += ["**Grid check:** no chosen learning rate sits at an edge of its grid.", ""]
+    if short:
+        lines += [
+            "**Budget check failed** for: "
+            + ", ".join(f"{r['workload']} ({r['optimizer']}, best at the last evaluation)" for r in short),
+            "",
+        ]
+    else:
+        lines += [
+            "**Budget check:** on every finished workload the best optimizer's median best dev point comes before "
+            "the end of the budget.",
+            "",
+        ]
     lines += [f"![overview]({rel}/overview.png)", ""]
     for name in by_workload:
         rows = [r for r in table if r["workload"] == name]

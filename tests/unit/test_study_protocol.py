@@ -183,6 +183,25 @@ def test_a_workload_counts_for_the_robust_rates_only_once_every_optimizer_is_fin
     assert robust_rates(found) == rows
 
 
+def test_the_budget_check_flags_a_finished_workload_whose_best_optimizer_is_best_at_the_end():
+    workload = WORKLOADS["sst2-mlp_nb"]  # two optimizers, dev every 35 steps up to 700
+    assert workload.optimizers == ["sgd", "adagrad"]
+
+    def table(best_step_of_best, complete=True):
+        return [
+            {"workload": workload.name, "optimizer": "SGD (momentum)", "complete": True, "best_dev_mean": 0.80,
+             "best_step_median": workload.steps},
+            {"workload": workload.name, "optimizer": "Adagrad", "complete": complete, "best_dev_mean": 0.81,
+             "best_step_median": best_step_of_best},
+        ]  # fmt: skip
+
+    defs = {workload.name: workload}
+    assert [r["optimizer"] for r in measures.short_budgets(table(700), defs)] == ["Adagrad"]
+    assert measures.short_budgets(table(315), defs) == []  # only the best optimizer's end counts
+    assert measures.short_budgets(table(700, complete=False), defs) == []  # not finished: not judged yet
+    assert measures.short_budgets(table(700)[:1], defs) == []
+
+
 def test_published_runs_restore_as_the_finished_runs_they_were(tmp_path):
     from optstudy.report import _write_runs
     from optstudy.restore import restore_published, setting_of
