@@ -245,6 +245,17 @@ def main(args: list[str] | None = None) -> None:
     except NonFiniteLossError as err:
         _print_error(err)
         raise SystemExit(3) from None
+    finally:
+        _release_process_group()
+
+
+def _release_process_group() -> None:
+    """Lightning destroys only an NCCL process group at exit; a gloo one left to interpreter shutdown can abort a rank
+    ("terminate called without an active exception") once the rank that hosted its store has gone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @rank_zero_only

@@ -199,6 +199,17 @@ def test_gpu_preset_takes_one_step_on_cpu(name, files, tmp_path, restored_enviro
         assert isinstance(trainer.strategy, GPU_STEPS[name])
 
 
+@pytest.mark.slow
+def test_a_ddp_run_leaves_no_process_group_behind(files, tmp_path, restored_environment, monkeypatch):
+    from textcls.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    on_cpu = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.num_nodes", "1"]
+    main(["fit", *model_args("textcnn", files), *preset("ddp.yaml"), *on_cpu, *fit_data(files), *FEW_STEPS])
+    assert list(tmp_path.glob("runs/textcnn/*/checkpoints/last.ckpt")), "the run did not train"
+    assert not torch.distributed.is_initialized()  # gloo's threads are joined before the interpreter exits
+
+
 def test_multinode_preset_builds_for_two_nodes():
     # Stepping two nodes takes two launches: tests/integration/test_ddp.py runs them on loopback.
     config = parse("multinode.yaml").trainer
