@@ -106,7 +106,6 @@ def summary_row(entry: Entry, target: float, step_ms: dict[tuple[str, str], dict
     hit = [s for s in steps if math.isfinite(s)]
     timing = step_ms.get((w.name, entry.optimizer), {})
     ms = timing.get("step_ms", math.nan)
-    last_eval = w.steps // w.evals * w.evals
     row = {
         "workload": w.name,
         "model": w.model,
@@ -133,7 +132,7 @@ def summary_row(entry: Entry, target: float, step_ms: dict[tuple[str, str], dict
         "steps_to_target_median": statistics.median(hit) if hit else math.nan,
         "seconds_to_target_median": statistics.median(hit) * ms / 1000 if hit else math.nan,
         "best_step_median": statistics.median(r["best_step"] for r in runs) if runs else math.nan,
-        "best_at_last_eval": f"{sum(r['best_step'] == last_eval for r in runs)}/{len(runs)}",
+        "best_at_last_eval": f"{sum(r['best_step'] == w.last_eval for r in runs)}/{len(runs)}",
         "loss_spike_max": max((r["loss_spike"] for r in runs), default=math.nan),
         "lr_width_decades": lr_width(p),
         "step_ms": ms,
@@ -157,6 +156,6 @@ def short_budgets(table: list[dict[str, Any]], defs: dict[str, Workload]) -> lis
         scored = [r for r in rows if math.isfinite(r["best_dev_mean"])]
         if scored:
             best = max(scored, key=lambda r: r["best_dev_mean"])
-            if best["best_step_median"] >= w.steps // w.evals * w.evals:
+            if best["best_step_median"] >= w.last_eval:
                 short.append(best)
     return short

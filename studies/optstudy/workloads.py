@@ -35,6 +35,11 @@ class Workload:
         return f"{self.name}@{self.steps}"
 
     @property
+    def last_eval(self) -> int:
+        """The step of the budget's last dev evaluation."""
+        return self.steps // self.evals * self.evals
+
+    @property
     def experiment(self) -> str:
         return "configs/textcnn.yaml" if self.model == "textcnn" else "configs/mlp.yaml"
 
