@@ -15,6 +15,7 @@ from typing import Any
 from . import frequency, recipes, steptime
 from .measures import Entry, entries, short_budgets, summary_row, target_of
 from .plots import overview, workload_figure
+from .restore import PER_LABEL_FIELDS
 from .runner import ROOT, load_results
 from .search import BRACKET
 from .space import BETA2, EPS, LATTICE, OPTIMIZERS
@@ -54,6 +55,7 @@ def write_report(args: Any) -> int:
         workload_figure(found, target, step_ms, out / f"{name}.png")
     chosen = {(r["workload"], r["optimizer"], r["setting"], r["seed"]) for r in _chosen_runs(by_workload)}
     _write_runs(out, results, chosen)
+    _write_per_label(out, results, args.runs_root, args.defs)
     _write_csv(out / "summary.csv", table)
     overview(table, list(by_workload), out / "overview.png")
     edges = [r for r in table if r["complete"] and r["chosen_at_grid_edge"] is True]
@@ -108,6 +110,24 @@ def _write_runs(out: Path, results: dict, chosen: set) -> None:
         writer2 = csv.writer(handle)
         writer2.writerow(["workload", "optimizer", "setting", "seed", "kind", "step", "value", "train_seconds"])
         writer2.writerows(curves)
+
+
+def _write_per_label(out: Path, results: dict, runs_root: Path, defs: dict) -> None:
+    """per_label.csv.gz: the per-label test reports of the multi-label runs, which the class-frequency test reads,
+    so a fresh clone restores those runs too instead of training them again."""
+    rows = []
+    for key in sorted(results, key=lambda k: tuple(map(str, k))):
+        workload, optimizer, tag, seed = key
+        folder = runs_root / defs[workload].folder / optimizer / tag / f"seed{seed}"
+        report = folder / "test_per_label.csv"
+        if report.is_file():
+            with report.open(newline="") as handle:
+                rows += [[*key, *r] for r in list(csv.reader(handle))[1:]]
+    binary = gzip.GzipFile(out / "per_label.csv.gz", "wb", compresslevel=9, mtime=0)
+    with binary, io.TextIOWrapper(binary, encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["workload", "optimizer", "setting", "seed", *PER_LABEL_FIELDS])
+        writer.writerows(rows)
 
 
 def _num(value: float, digits: int) -> str:

@@ -1,7 +1,8 @@
 """The published runs as finished runs: docs/optimizer_study/runs.csv and curves.csv.gz hold every field a run's
 result.json has, so a fresh clone (or a machine that lost runs/) resumes the study where it was published instead
-of repeating hours of training. A run is restored only where its folder has no result.json, and never where the
-study reads more than the record: the frequency test's checkpoints and GoEmotions' per-label reports.
+of repeating hours of training; per_label.csv.gz gives GoEmotions' runs their per-label test reports back. A run is
+restored only where its folder has no result.json, and never where the study reads more than was published: the
+frequency test's checkpoints, or a multi-label run's per-label report that per_label.csv.gz lacks.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ def setting_of(tag: str) -> Setting:
     return Setting(int(head[1:]), given.get("m"), given.get("b"), given.get("e"))
 
 
-def _needs_artifacts(row: dict[str, str]) -> bool:
+PER_LABEL_FIELDS = ["label", "precision", "recall", "f1", "support"]  # test_per_label.csv's columns
+
+
+def _needs_artifacts(row: dict[str, str], per_label: dict) -> bool:
     if row["workload"] == CLASS_WORKLOAD:
-        return True
+        return _key(row) not in per_label
     frequency = row["workload"] == FREQUENCY_WORKLOAD and row["optimizer"] in FREQUENCY_OPTIMIZERS
     return frequency and row.get("role") in ("chosen", "seed")
 
@@ -66,6 +70,19 @@ def _record(row: dict[str, str], setting: Setting, budget: int, curves: dict[str
     return record
 
 
+def _key(row: dict[str, str]) -> tuple[str, str, str, str]:
+    return row["workload"], row["optimizer"], row["setting"], row["seed"]
+
+
+def _per_label(path: Path) -> dict[tuple[str, str, str, str], list[list[str]]]:
+    out: dict[tuple[str, str, str, str], list[list[str]]] = defaultdict(list)
+    if path.is_file():
+        with gzip.open(path, "rt", newline="") as handle:
+            for r in csv.DictReader(handle):
+                out[_key(r)].append([r[f] for f in PER_LABEL_FIELDS])
+    return out
+
+
 def _curves(path: Path) -> dict[tuple[str, str, str, str], dict[str, list]]:
     out: dict[tuple[str, str, str, str], dict[str, list]] = defaultdict(lambda: {"dev": [], "train_loss_10": []})
     if not path.is_file():
@@ -89,10 +106,11 @@ def restore_published(published: Path, runs_root: Path, workloads: dict[str, Wor
     with runs_csv.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     curves = _curves(published / "curves.csv.gz")
+    per_label = _per_label(published / "per_label.csv.gz")
     restored = 0
     for row in rows:
         workload = workloads.get(row["workload"])
-        if workload is None or _needs_artifacts(row):
+        if workload is None or _needs_artifacts(row, per_label):
             continue
         # rows written before runs.csv had a budget column are the published study's, at its default budgets
         budget = int(row.get("budget") or WORKLOADS[workload.name].steps)
@@ -102,8 +120,11 @@ def restore_published(published: Path, runs_root: Path, workloads: dict[str, Wor
         folder = Job(workload, row["optimizer"], setting, int(row["seed"])).folder(runs_root)
         if (folder / "result.json").is_file():
             continue
-        key = (row["workload"], row["optimizer"], row["setting"], row["seed"])
+        key = _key(row)
         folder.mkdir(parents=True, exist_ok=True)
+        if key in per_label:  # before result.json: a run is finished only once all it needs is there
+            with (folder / "test_per_label.csv").open("w", newline="") as handle:
+                csv.writer(handle).writerows([PER_LABEL_FIELDS, *per_label[key]])
         tmp = folder / "result.json.tmp"
         tmp.write_text(json.dumps(_record(row, setting, budget, curves[key])))
         tmp.replace(folder / "result.json")

@@ -202,6 +202,19 @@ def test_the_budget_check_flags_a_finished_workload_whose_best_optimizer_is_best
     assert measures.short_budgets(table(700)[:1], defs) == []
 
 
+def record(workload, optimizer, tag, seed, status="ok"):
+    """A finished run's result.json, with every field a published run keeps."""
+    from optstudy.restore import setting_of
+
+    s = setting_of(tag)
+    return {"workload": workload, "optimizer": optimizer, "setting": tag, "lr": s.lr, "momentum": s.momentum,
+            "beta2": s.beta2, "eps": s.eps, "seed": seed, "fold": 0, "budget": WORKLOADS[workload].steps,
+            "status": status, "best_dev": 0.8125, "best_step": 320, "final_dev": 0.8, "test_at_best_dev": 0.79,
+            "steps": 640, "loss_spike": 0.05, "final_train_loss": 0.25, "train_seconds": 12.5,
+            "wall_seconds": 15.25, "dev_curve": [[32, 0.5, 0.625], [64, 0.8125, 1.25]],
+            "loss_curve": [0.75, 0.5]}  # fmt: skip
+
+
 def test_published_runs_restore_as_the_finished_runs_they_were(tmp_path):
     from optstudy.report import _write_runs
     from optstudy.restore import restore_published, setting_of
@@ -210,16 +223,6 @@ def test_published_runs_restore_as_the_finished_runs_they_were(tmp_path):
     for tag in ("k-6", "k-4_m0.9", "k-9_b0.99_e1e-06"):
         assert setting_of(tag).tag() == tag
     defs = {name: WORKLOADS[name] for name in ("sst2-mlp", "sst2-textcnn")}
-
-    def record(workload, optimizer, tag, seed, status="ok"):
-        s = setting_of(tag)
-        return {"workload": workload, "optimizer": optimizer, "setting": tag, "lr": s.lr, "momentum": s.momentum,
-                "beta2": s.beta2, "eps": s.eps, "seed": seed, "fold": 0, "budget": defs[workload].steps,
-                "status": status, "best_dev": 0.8125, "best_step": 320, "final_dev": 0.8, "test_at_best_dev": 0.79,
-                "steps": 640, "loss_spike": 0.05, "final_train_loss": 0.25, "train_seconds": 12.5,
-                "wall_seconds": 15.25, "dev_curve": [[32, 0.5, 0.625], [64, 0.8125, 1.25]],
-                "loss_curve": [0.75, 0.5]}  # fmt: skip
-
     published = {
         ("sst2-mlp", "adam", "k-9_b0.99_e1e-06", 0): record("sst2-mlp", "adam", "k-9_b0.99_e1e-06", 0),
         ("sst2-mlp", "sgd", "k-4_m0.9", 1): record("sst2-mlp", "sgd", "k-4_m0.9", 1, "diverged"),
@@ -239,6 +242,31 @@ def test_published_runs_restore_as_the_finished_runs_they_were(tmp_path):
         assert {k: got[k] for k in want} == want
     other_budget = {"sst2-mlp": replace(WORKLOADS["sst2-mlp"], steps=64)}
     assert restore_published(out, tmp_path / "scaled", other_budget) == 0, "runs of another budget stay out"
+
+
+def test_multi_label_runs_restore_with_their_per_label_reports_and_only_with_them(tmp_path):
+    from optstudy.report import _write_per_label, _write_runs
+    from optstudy.restore import restore_published
+    from optstudy.runner import load_results
+
+    defs = {"goemotions-mlp": WORKLOADS["goemotions-mlp"]}
+    with_report = ("goemotions-mlp", "adam", "k-9", 1)
+    without = ("goemotions-mlp", "sgd", "k-4_m0.9", 0)
+    results = {key: record(*key) for key in (with_report, without)}
+    trained = tmp_path / "trained"
+    report = trained / defs["goemotions-mlp"].folder / "adam" / "k-9" / "seed1" / "test_per_label.csv"
+    report.parent.mkdir(parents=True)
+    report.write_text("label,precision,recall,f1,support\nadmiration,0.5,0.25,0.3333,12\ngrief,0.0,0.0,0.0,2\n")
+    out = tmp_path / "published"
+    out.mkdir()
+    _write_runs(out, results, chosen=set(results))
+    _write_per_label(out, results, trained, defs)
+
+    runs_root = tmp_path / "runs"
+    assert restore_published(out, runs_root, defs) == 1, "a run whose report was not published is trained again"
+    assert set(load_results(runs_root, defs)) == {with_report}
+    restored = runs_root / defs["goemotions-mlp"].folder / "adam" / "k-9" / "seed1" / "test_per_label.csv"
+    assert restored.read_text().splitlines() == report.read_text().splitlines()
 
 
 def test_a_workload_limited_to_some_optimizers_plans_only_those():
