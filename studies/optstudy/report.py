@@ -297,7 +297,8 @@ def _page(
         "## Files",
         "",
         f"[`summary.csv`]({rel}/summary.csv) (one row per workload and optimizer), [`runs.csv`]({rel}/runs.csv) "
-        f"(every run), [`curves.csv.gz`]({rel}/curves.csv.gz) (dev and training-loss curves of every run)"
+        f"(every run), [`curves.csv.gz`]({rel}/curves.csv.gz) (dev and training-loss curves of every run), "
+        f"[`per_label.csv.gz`]({rel}/per_label.csv.gz) (the multi-label runs' per-label test scores)"
         + (f", [`step_time.csv`]({rel}/step_time.csv)" if (out / "step_time.csv").is_file() else "")
         + (f", [`frequency.csv`]({rel}/frequency.csv)" if (out / "frequency.csv").is_file() else "")
         + (f", [`robust.csv`]({rel}/robust.csv)" if (out / "robust.csv").is_file() else "")
