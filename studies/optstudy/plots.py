@@ -127,8 +127,10 @@ def workload_figure(entries: list[Entry], target: float, step_ms: dict, path: Pa
         title="Test at the best dev point",
     )
     test_ax.invert_yaxis()
+    # the sensitivity curves name every optimizer that has finished a search; one still on its first has none yet
     handles, labels = sens.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 11), fontsize=9, frameon=False)
+    if labels:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 11), fontsize=9, frameon=False)
     fig.suptitle(f"{w.name}: {w.steps} steps, {len(done)} of {len(entries)} optimizers with all seeds")
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     fig.savefig(path, dpi=90)

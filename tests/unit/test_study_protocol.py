@@ -269,6 +269,17 @@ def test_multi_label_runs_restore_with_their_per_label_reports_and_only_with_the
     assert restored.read_text().splitlines() == report.read_text().splitlines()
 
 
+def test_a_workload_whose_first_search_is_still_running_gets_its_figure(tmp_path):
+    from optstudy.plots import workload_figure
+
+    imdb = WORKLOADS["imdb-textcnn"]
+    first = record("imdb-textcnn", "sgd", "k-4_m0.9", 0)  # one of the first three rates: no search finished
+    found = measures.entries(imdb, ["sgd"], {("imdb-textcnn", "sgd", "k-4_m0.9", 0): first}, n_seeds=5)
+    assert not found[0].plan.searches and not found[0].seeds
+    workload_figure(found, math.nan, {}, tmp_path / "imdb-textcnn.png")
+    assert (tmp_path / "imdb-textcnn.png").stat().st_size > 10_000
+
+
 def test_a_workload_limited_to_some_optimizers_plans_only_those():
     imdb = WORKLOADS["imdb-textcnn"]
     assert imdb.only and imdb.optimizers == [o for o in OPTIMIZERS if o in imdb.only]
