@@ -131,7 +131,7 @@ def workload_figure(entries: list[Entry], target: float, step_ms: dict, path: Pa
     handles, labels = sens.get_legend_handles_labels()
     if labels:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 11), fontsize=9, frameon=False)
-    fig.suptitle(f"{w.name}: {w.steps} steps, {len(done)} of {len(entries)} optimizers with all seeds")
+    fig.suptitle(f"{w.name}: {w.steps} steps, {len(done)} of {len(w.optimizers)} optimizers with all seeds")
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     fig.savefig(path, dpi=90)
     plt.close(fig)
