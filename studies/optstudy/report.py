@@ -15,8 +15,8 @@ from typing import Any
 from . import frequency, recipes, steptime
 from .measures import Entry, entries, short_budgets, summary_row, target_of
 from .plots import overview, workload_figure
-from .restore import PER_LABEL_FIELDS
-from .runner import ROOT, load_results
+from .restore import PER_LABEL_FIELDS, setting_of
+from .runner import ROOT, Job, load_results
 from .search import BRACKET
 from .space import BETA2, EPS, LATTICE, OPTIMIZERS
 from .workloads import ADAM_EXTRAS_WORKLOAD
@@ -104,12 +104,17 @@ def _write_runs(out: Path, results: dict, chosen: set) -> None:
         writer = csv.DictWriter(handle, RUN_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
+    header = ["workload", "optimizer", "setting", "seed", "kind", "step", "value", "train_seconds"]
+    _write_gzip_csv(out / "curves.csv.gz", header, curves)
+
+
+def _write_gzip_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     # mtime 0: the same runs give the same bytes, so rewriting the page leaves git quiet
-    binary = gzip.GzipFile(out / "curves.csv.gz", "wb", compresslevel=9, mtime=0)
+    binary = gzip.GzipFile(path, "wb", compresslevel=9, mtime=0)
     with binary, io.TextIOWrapper(binary, encoding="utf-8", newline="") as handle:
-        writer2 = csv.writer(handle)
-        writer2.writerow(["workload", "optimizer", "setting", "seed", "kind", "step", "value", "train_seconds"])
-        writer2.writerows(curves)
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def _write_per_label(out: Path, results: dict, runs_root: Path, defs: dict) -> None:
@@ -118,16 +123,11 @@ def _write_per_label(out: Path, results: dict, runs_root: Path, defs: dict) -> N
     rows = []
     for key in sorted(results, key=lambda k: tuple(map(str, k))):
         workload, optimizer, tag, seed = key
-        folder = runs_root / defs[workload].folder / optimizer / tag / f"seed{seed}"
-        report = folder / "test_per_label.csv"
+        report = Job(defs[workload], optimizer, setting_of(tag), seed).folder(runs_root) / "test_per_label.csv"
         if report.is_file():
             with report.open(newline="") as handle:
                 rows += [[*key, *r] for r in list(csv.reader(handle))[1:]]
-    binary = gzip.GzipFile(out / "per_label.csv.gz", "wb", compresslevel=9, mtime=0)
-    with binary, io.TextIOWrapper(binary, encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["workload", "optimizer", "setting", "seed", *PER_LABEL_FIELDS])
-        writer.writerows(rows)
+    _write_gzip_csv(out / "per_label.csv.gz", ["workload", "optimizer", "setting", "seed", *PER_LABEL_FIELDS], rows)
 
 
 def _num(value: float, digits: int) -> str:
