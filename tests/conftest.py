@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,16 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return
     reporter.ensure_newline()
     reporter.write(f"slow: {item.nodeid} ...", cyan=True)  # the reporter ends the line before its next result
+
+
+@pytest.fixture(autouse=True)
+def fresh_wandb_settings():
+    """W&B keeps the settings of a process's first run (its WANDB_DIR among them) until teardown: drop them after
+    each test, so every W&B test reads its own environment whichever tests ran before it in the worker."""
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        wandb.teardown()
 
 
 @pytest.fixture(scope="session")

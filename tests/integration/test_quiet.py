@@ -124,13 +124,7 @@ def test_wandb_fit_prints_no_known_noise(tmp_path, data, capsys, recwarn, lightn
     monkeypatch.setenv("WANDB_MODE", "offline")  # nothing leaves the machine
     monkeypatch.setenv("WANDB_X_DISABLE_UPDATE_CHECK", "true")
     monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
-    import wandb
-
-    # W&B keeps its settings for the rest of the process once a run starts: later W&B tests set their own.
-    try:
-        printed = _wandb_fit(tmp_path, data, capsys, recwarn, lightning_log)
-    finally:
-        wandb.teardown()
+    printed = _wandb_fit(tmp_path, data, capsys, recwarn, lightning_log)
     [run_dir] = (tmp_path / "runs" / "mlp").iterdir()
     assert (run_dir / "metrics.csv").is_file() and any((run_dir / "wandb").glob("offline-run-*")), printed[-3000:]
     assert "wandb" in printed, printed[-3000:]  # W&B's own lines were captured
