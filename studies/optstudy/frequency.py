@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .measures import entries, mean_ci
-from .runner import split_files
+from .runner import Job, split_files
 from .space import OPTIMIZERS
 from .workloads import FREQUENCY_OPTIMIZERS, FREQUENCY_WORKLOAD
 
@@ -50,7 +50,7 @@ def word_buckets(
     for opt, entry in found.items():
         per_seed: dict[str, list[tuple[float, float]]] = {}
         for record in entry.seeds:
-            ckpt = runs_root / workload.folder / opt / entry.plan.chosen.tag() / f"seed{record['seed']}" / "best.ckpt"
+            ckpt = Job(workload, opt, entry.plan.chosen, record["seed"]).folder(runs_root) / "best.ckpt"
             if not ckpt.is_file():
                 return []
             clf = load_classifier(ckpt)
@@ -99,8 +99,8 @@ def class_buckets(
     for entry in entries(workload, list(OPTIMIZERS), results, n_seeds, max_grid):
         per_seed: dict[int, list[float]] = {0: [], 1: [], 2: []}
         for record in entry.seeds:
-            path = runs_root / workload.folder / entry.optimizer / entry.plan.chosen.tag() / f"seed{record['seed']}"
-            report = path / "test_per_label.csv"
+            folder = Job(workload, entry.optimizer, entry.plan.chosen, record["seed"]).folder(runs_root)
+            report = folder / "test_per_label.csv"
             if not report.is_file():
                 break
             with report.open(newline="") as handle:
