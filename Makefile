@@ -7,6 +7,10 @@ TORCH_INDEX ?=
 CONFIG ?= configs/textcnn.yaml
 ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers for make test / test-fast: one per core of the 2-core CI machine; each test file stays on
+# one worker (--dist loadfile), so a module's fixtures are built once.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = $(if $(filter 0 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 # Experiment tracking: W&B sweep, the same search with Optuna, and the optimizer study (docs/tracking.md).
 SWEEP_CONFIG ?= configs/sweeps/textcnn.yaml
 SWEEP_COUNT ?= 10
@@ -44,7 +48,8 @@ install: $(STAMP) ## create .venv with torch, the package (editable) and dev too
 train: $(STAMP) ## train: make train CONFIG=configs/textcnn.yaml ARGS="--trainer.max_epochs=1"
 	.venv/bin/textcls fit --config $(CONFIG) $(ARGS)
 
-# Slow tests are named as they start (tests/conftest.py); the 15 slowest are listed at the end.
+# The 15 slowest tests are listed at the end; with TEST_WORKERS=1, slow tests are also named as they start
+# (tests/conftest.py).
 # The serve page's browser test drives Debian's Chromium: installed here when missing and running as root (as CI
 # does); elsewhere, or when apt cannot fetch it, that one test skips and says why.
 .PHONY: browser
@@ -55,10 +60,10 @@ browser:
 	echo "chromium not installed: tests/integration/test_serve_page.py will skip"
 
 test: $(STAMP) browser ## run the whole test suite, slow tests included
-	.venv/bin/python -m pytest --durations=15 $(PYTEST_ARGS)
+	.venv/bin/python -m pytest $(PYTEST_PARALLEL) --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## run the tests not marked slow
-	.venv/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	.venv/bin/python -m pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy
 	.venv/bin/ruff check .
