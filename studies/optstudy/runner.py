@@ -121,6 +121,7 @@ def run_job(job: Job, runs_root: Path, data_root: Path) -> dict[str, Any]:
         budget=job.workload.steps,
         wall_seconds=time.perf_counter() - started,
     )
+    folder.mkdir(parents=True, exist_ok=True)  # a run that failed before it started has none yet
     _keep(job, scratch, folder)
     shutil.rmtree(scratch, ignore_errors=True)  # checkpoints: hundreds of MB over a study, never read again
     tmp = folder / "result.json.tmp"
