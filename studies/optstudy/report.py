@@ -265,10 +265,10 @@ def _page(
     lines += [f"![overview]({rel}/overview.png)", ""]
     for name in by_workload:
         rows = [r for r in table if r["workload"] == name]
-        complete = sum(r["complete"] for r in rows)
+        complete, planned = sum(r["complete"] for r in rows), len(defs[name].optimizers)
         lines += [f"## {name}", ""]
-        if complete < len(rows):
-            lines += [f"*{complete} of {len(rows)} optimizers finished; the rest are still running.*", ""]
+        if complete < planned:
+            lines += [f"*{complete} of {planned} optimizers finished; the rest are still running or to come.*", ""]
         lines += [f"- {v}" for v in _verdicts(rows, "adam" in defs[name].optimizers)] + [""]
         lines += [
             "| optimizer | lr grid | chosen | seeds | dev | test (95 % CI) | target reached | steps to target "
