@@ -68,18 +68,20 @@ def needed_jobs(args: argparse.Namespace, results: dict) -> list[Job]:
     return jobs
 
 
-def run_study(args: argparse.Namespace) -> None:
+def run_study(args: argparse.Namespace) -> str | None:
+    """Runs what the study still needs; returns why it stopped early (a run that broke), or None."""
     results = load_results(args.runs_root, args.defs)
     print(f"{len(results)} finished runs in {args.runs_root}", flush=True)
     deadline = time.time() + args.hours * 3600
     started = len(results)
+    broken: str | None = None
     context = get_context("spawn")  # a fresh interpreter per worker: no state of this process leaks into runs
     with ProcessPoolExecutor(
         args.jobs, mp_context=context, initializer=worker_init, initargs=(args.threads, str(args.runs_root / "logs"))
     ) as pool:
         running: dict[Future, Job] = {}
         while True:
-            if time.time() < deadline:
+            if time.time() < deadline and broken is None:
                 busy = {job.key for job in running.values()}
                 for job in needed_jobs(args, results):
                     if len(running) >= args.jobs:
@@ -93,6 +95,13 @@ def run_study(args: argparse.Namespace) -> None:
             for future in done:
                 job = running.pop(future)
                 record = future.result()
+                if record["status"] == "failed":  # the runs in flight finish; no new one starts
+                    broken = broken or (
+                        f"the run {' '.join(map(str, job.key))} broke: {record['error']}\n"
+                        f"Its traceback is in {args.runs_root / 'logs'}; fix the cause and run the study again "
+                        "(finished runs are reused)."
+                    )
+                    continue
                 results[job.key] = record
                 print(
                     f"{time.strftime('%H:%M:%S')} {' '.join(map(str, job.key)):60s} {record['status']:8s} "
@@ -101,6 +110,7 @@ def run_study(args: argparse.Namespace) -> None:
                     flush=True,
                 )
     print(f"{len(results) - started} runs this time; {len(needed_jobs(args, results))} still needed", flush=True)
+    return broken
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [args.defs[name] for name in args.workloads]
         measure(chosen, args.optimizers, args.runs_root, args.data_root, args.out / "step_time.csv")
         return 0
-    if not args.report_only:
-        run_study(args)
+    if not args.report_only and (broken := run_study(args)):
+        print(f"The study stopped: {broken}", file=sys.stderr)
+        return 1
     from optstudy.report import write_report
 
     return write_report(args)

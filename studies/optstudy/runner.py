@@ -1,6 +1,7 @@
 """Runs of the study: one `textcls fit` (the CLI in-process, in a pool of worker processes that import textcls once)
 per setting and seed, each leaving `result.json` in its folder, written last and atomically, so a finished run is
-never repeated and an interrupted one is started again.
+never repeated and an interrupted one is started again. A run that diverges is a result; one that breaks (bad
+data, a bug) leaves nothing, so it is not reused.
 
 What a run records: dev metric at each of the workload's evaluations (with the step and the seconds spent in
 training batches so far), the training loss of every step (kept as 10-step means, plus the largest spike), the test
@@ -105,7 +106,7 @@ def run_job(job: Job, runs_root: Path, data_root: Path) -> dict[str, Any]:
         files = split_files(job.workload, fold, data_root, runs_root)
         cache = runs_root / "cache" / job.workload.data
         record = _fit(job, cli_args(job, files, scratch, cache))
-    except Exception as err:  # a run that fails is a result (a diverged or broken setting), not a crash of the study
+    except Exception as err:  # bad data or a bug, not a property of the setting (a diverged run returns normally)
         traceback.print_exc()
         record = {"status": "failed", "error": f"{type(err).__name__}: {err}"[:500]}
     record.update(
@@ -121,7 +122,9 @@ def run_job(job: Job, runs_root: Path, data_root: Path) -> dict[str, Any]:
         budget=job.workload.steps,
         wall_seconds=time.perf_counter() - started,
     )
-    folder.mkdir(parents=True, exist_ok=True)  # a run that failed before it started has none yet
+    if record["status"] == "failed":  # kept nowhere: once the cause is fixed, the next study runs it again
+        shutil.rmtree(scratch, ignore_errors=True)
+        return record
     _keep(job, scratch, folder)
     shutil.rmtree(scratch, ignore_errors=True)  # checkpoints: hundreds of MB over a study, never read again
     tmp = folder / "result.json.tmp"

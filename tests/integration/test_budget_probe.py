@@ -54,3 +54,4 @@ def test_a_run_that_fails_says_why_and_exits_1(tmp_path):
     done = probe(tmp_path, "--setting", "k-8", "--steps", "56")  # no data set under --data-root
     assert done.returncode == 1 and "the run failed:" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "sst2" in done.stderr
+    assert not list((tmp_path / "runs").glob("*/*/*/seed*/result.json")), "a broken run is not kept as a result"

@@ -117,3 +117,12 @@ def test_step_time_benchmark_measures_every_optimizer_kernel_and_state(study):
     assert float(rows["sgd"]["state_bytes_per_param"]) == pytest.approx(4.0, abs=0.01)
     assert float(rows["adafactor"]["state_bytes_per_param"]) < 2.0
     assert all(float(r["step_ms"]) > float(r["optimizer_step_ms"]) > 0 for r in rows.values())
+
+
+def test_a_run_that_breaks_stops_the_study_and_is_not_kept(tmp_path):
+    # No data set under --data-root: a broken run, unlike a diverged one, says nothing about the setting.
+    done = run_study(tmp_path)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "The study stopped: the run sst2-textcnn" in done.stderr and "sst2" in done.stderr
+    assert "fix the cause and run the study again" in done.stderr and "Traceback" not in done.stderr
+    assert results(tmp_path) == [] and not (tmp_path / "out" / "summary.csv").exists()
