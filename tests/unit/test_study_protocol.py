@@ -150,7 +150,7 @@ def test_schedule_free_gets_no_momentum_search_and_its_own_warmup():
     assert replace(Setting(-8), eps=1e-6).tag() == "k-8_e1e-06"
 
 
-def _textcnn_searches(k_best_of_workload):
+def _searches(k_best_of_workload):
     found = {}
     for name, k_best in k_best_of_workload.items():
         workload = WORKLOADS[name]
@@ -164,9 +164,10 @@ def _textcnn_searches(k_best_of_workload):
 def test_robust_rate_minimises_the_worst_shortfall_across_a_models_workloads():
     from optstudy.recipes import robust_rates
 
-    rows = robust_rates(_textcnn_searches({"sst2-textcnn": -9, "mr-textcnn": -7}))
+    rows = robust_rates(_searches({"sst2-textcnn": -9, "mr-textcnn": -7}))
     (row,) = [r for r in rows if r["optimizer"] == "Adagrad"]
     assert row["model"] == "textcnn" and row["workloads"] == "sst2-textcnn, mr-textcnn"
+    assert row["recipe"] == "textcnn.yaml + textcnn_rand.yaml"
     assert row["robust_lr"] == lr_of(-8)  # one step from each workload's own best: 1 point short on both
     assert row["worst_shortfall"] == pytest.approx(0.01) and row["per_workload_lr"] == "0.001, 0.00464"
 
@@ -174,13 +175,24 @@ def test_robust_rate_minimises_the_worst_shortfall_across_a_models_workloads():
 def test_a_workload_counts_for_the_robust_rates_only_once_every_optimizer_is_finished():
     from optstudy.recipes import robust_rates
 
-    found = _textcnn_searches({"sst2-textcnn": -9, "mr-textcnn": -7, "imdb-textcnn": -5})
-    unfinished = found["imdb-textcnn"][-1]
-    found["imdb-textcnn"][-1] = replace(unfinished, plan=replace(unfinished.plan, chosen=None))
+    found = _searches({"sst2-mlp": -6, "mr-mlp": -6, "imdb-mlp": -4})
+    everything = robust_rates(found)
+    assert {r["robust_lr"] for r in everything if r["optimizer"] == "Adam"} == {lr_of(-5)}
+    unfinished = found["imdb-mlp"][-1]
+    found["imdb-mlp"][-1] = replace(unfinished, plan=replace(unfinished.plan, chosen=None))
     rows = robust_rates(found)
-    assert rows and all(r["workloads"] == "sst2-textcnn, mr-textcnn" for r in rows)
-    found["imdb-textcnn"].pop()  # never started counts as unfinished too
+    assert rows and all(r["workloads"] == "sst2-mlp, mr-mlp" and r["robust_lr"] == lr_of(-6) for r in rows)
+    found["imdb-mlp"].pop()  # never started counts as unfinished too
     assert robust_rates(found) == rows
+
+
+def test_the_document_recipe_does_not_move_the_sentence_recipes_rate():
+    from optstudy.recipes import robust_rates
+
+    sentences = robust_rates(_searches({"sst2-textcnn": -8, "mr-textcnn": -8}))
+    rows = robust_rates(_searches({"sst2-textcnn": -8, "mr-textcnn": -8, "imdb-textcnn": -5}))
+    assert rows == sentences and {r["robust_lr"] for r in rows} == {lr_of(-8)}
+    assert all("imdb" not in r["workloads"] for r in rows), "one workload of textcnn_imdb.yaml: no row of its own"
 
 
 def test_the_budget_check_flags_a_finished_workload_whose_best_optimizer_is_best_at_the_end():
