@@ -1,14 +1,15 @@
-"""Robust settings: for each recipe and optimizer, the learning rate that does best across the workloads that train
-that recipe rather than on one, from the final learning-rate searches (seed 0, dev). The default recipes are chosen
-from this table, so a setting that wins on one data set and fails on another is not picked. A recipe is the model's
-experiment config plus the benchmark config stacked on it: the sentence TextCNN (`textcnn_rand.yaml`: SST-2, MR) and
-the document one (`textcnn_imdb.yaml`: IMDB, 400 tokens a review) are tuned for different data, so a short document
-budget does not move the sentence recipe's rate, nor the reverse.
+"""Robust settings: for each config that sets an optimizer's rate and each optimizer, the learning rate that does best
+across the workloads that config is for rather than on one, from the final learning-rate searches (seed 0, dev). The
+default recipes are chosen from this table, so a setting that wins on one data set and fails on another is not picked.
 
-Robust rate: the lattice point, among those every workload of the recipe evaluated, with the smallest worst-case
+Which workloads a config is for: an experiment config (`textcnn.yaml`, `mlp.yaml`), which users train on any data,
+every workload of its model (sentences, documents, multi-label); a benchmark recipe stacked on it (`textcnn_rand.yaml`
+for sentences), the workloads that stack it, so a short document budget does not move the sentence recipe's rate.
+
+Robust rate: the lattice point, among those every workload of the config evaluated, with the smallest worst-case
 shortfall from each workload's own best dev score (ties: the smallest mean shortfall). Only finished workloads (every
 optimizer's setting chosen) count, so the table, and the recipes read from it, do not move while a workload runs. A
-recipe with one workload has no row: there is nothing to be robust across.
+config with one workload has no row: there is nothing to be robust across.
 """
 
 from __future__ import annotations
@@ -34,13 +35,12 @@ def finished(by_workload: dict[str, list[Entry]]) -> dict[str, list[Entry]]:
 def robust_rates(by_workload: dict[str, list[Entry]]) -> list[dict[str, Any]]:
     rows = []
     by_workload = finished(by_workload)
-    recipes = sorted({_recipe(found[0].workload) for found in by_workload.values() if found})
-    for model, recipe in recipes:
+    for (model, config), names in _configs([found[0].workload for found in by_workload.values() if found]).items():
         for opt in OPTIMIZERS:
             searches = {}
-            for name, found in by_workload.items():
-                for e in found:
-                    if _recipe(e.workload) == (model, recipe) and e.optimizer == opt and e.plan.chosen is not None:
+            for name in names:
+                for e in by_workload[name]:
+                    if e.optimizer == opt and e.plan.chosen is not None:
                         searches[name] = (e.plan.searches[-1], e.plan.chosen)
             if len(searches) < 2:
                 continue  # one workload: nothing to be robust across
@@ -58,7 +58,7 @@ def robust_rates(by_workload: dict[str, list[Entry]]) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "model": model,
-                    "recipe": recipe,
+                    "config": config,
                     "optimizer": OPTIMIZERS[opt].label,
                     "workloads": ", ".join(searches),
                     "robust_lr": lr_of(k),
@@ -70,9 +70,15 @@ def robust_rates(by_workload: dict[str, list[Entry]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _recipe(workload: Workload) -> tuple[str, str]:
-    """(model, the config files its runs stack before the optimizer's, by name)."""
-    return workload.model, " + ".join(Path(c).name for c in (workload.experiment, *workload.configs))
+def _configs(workloads: list[Workload]) -> dict[tuple[str, str], list[str]]:
+    """(model, config file name) -> the names of the workloads that config is for, experiment configs first."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for w in workloads:
+        out.setdefault((w.model, Path(w.experiment).name), []).append(w.name)
+    for w in workloads:
+        for config in w.configs:
+            out.setdefault((w.model, Path(config).name), []).append(w.name)
+    return out
 
 
 def section(rows: list[dict[str, Any]]) -> str:
@@ -81,16 +87,18 @@ def section(rows: list[dict[str, Any]]) -> str:
     lines = [
         "## Robust settings across workloads",
         "",
-        "Per recipe and optimizer, the learning rate with the smallest worst-case dev shortfall (points, seed 0) "
-        "from each workload's own best rate, among the rates every workload of the recipe tried. The recipes in "
-        "`configs/` are chosen from this table; a recipe trained on one workload only has no row.",
+        "Per config and optimizer, the learning rate with the smallest worst-case dev shortfall (points, seed 0) "
+        "from each workload's own best rate, among the rates every workload of the config tried. An experiment "
+        "config (`textcnn.yaml`, `mlp.yaml`) is for every workload of its model; a benchmark recipe for the "
+        "workloads that stack it; a config with one workload has no row. The rates in `configs/` are chosen from "
+        "this table.",
         "",
-        "| recipe | optimizer | workloads | robust lr | each workload's own lr | worst shortfall | mean shortfall |",
+        "| config | optimizer | workloads | robust lr | each workload's own lr | worst shortfall | mean shortfall |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['recipe']} | {r['optimizer']} | {r['workloads']} | {r['robust_lr']:g} | {r['per_workload_lr']} "
+            f"| {r['config']} | {r['optimizer']} | {r['workloads']} | {r['robust_lr']:g} | {r['per_workload_lr']} "
             f"| {100 * r['worst_shortfall']:.2f} | {100 * r['mean_shortfall']:.2f} |"
         )
     return "\n".join(lines)

@@ -165,9 +165,9 @@ def test_robust_rate_minimises_the_worst_shortfall_across_a_models_workloads():
     from optstudy.recipes import robust_rates
 
     rows = robust_rates(_searches({"sst2-textcnn": -9, "mr-textcnn": -7}))
-    (row,) = [r for r in rows if r["optimizer"] == "Adagrad"]
+    (row,) = [r for r in rows if r["optimizer"] == "Adagrad" and r["config"] == "textcnn_rand.yaml"]
     assert row["model"] == "textcnn" and row["workloads"] == "sst2-textcnn, mr-textcnn"
-    assert row["recipe"] == "textcnn.yaml + textcnn_rand.yaml"
+    assert {r["config"] for r in rows if r["optimizer"] == "Adagrad"} == {"textcnn.yaml", "textcnn_rand.yaml"}
     assert row["robust_lr"] == lr_of(-8)  # one step from each workload's own best: 1 point short on both
     assert row["worst_shortfall"] == pytest.approx(0.01) and row["per_workload_lr"] == "0.001, 0.00464"
 
@@ -186,13 +186,16 @@ def test_a_workload_counts_for_the_robust_rates_only_once_every_optimizer_is_fin
     assert robust_rates(found) == rows
 
 
-def test_the_document_recipe_does_not_move_the_sentence_recipes_rate():
+def test_the_experiment_config_is_robust_across_every_workload_and_a_benchmark_recipe_across_its_own():
     from optstudy.recipes import robust_rates
 
-    sentences = robust_rates(_searches({"sst2-textcnn": -8, "mr-textcnn": -8}))
-    rows = robust_rates(_searches({"sst2-textcnn": -8, "mr-textcnn": -8, "imdb-textcnn": -5}))
-    assert rows == sentences and {r["robust_lr"] for r in rows} == {lr_of(-8)}
-    assert all("imdb" not in r["workloads"] for r in rows), "one workload of textcnn_imdb.yaml: no row of its own"
+    rows = robust_rates(_searches({"sst2-textcnn": -8, "mr-textcnn": -8, "imdb-textcnn": -6}))
+    adam = {r["config"]: r for r in rows if r["optimizer"] == "Adam"}
+    assert set(adam) == {"textcnn.yaml", "textcnn_rand.yaml"}, "textcnn_imdb.yaml: one workload, no row"
+    assert adam["textcnn_rand.yaml"]["workloads"] == "sst2-textcnn, mr-textcnn"
+    assert adam["textcnn_rand.yaml"]["robust_lr"] == lr_of(-8), "the document budget does not move the sentences'"
+    assert adam["textcnn.yaml"]["workloads"] == "sst2-textcnn, mr-textcnn, imdb-textcnn"
+    assert adam["textcnn.yaml"]["robust_lr"] == lr_of(-7)  # one step from every workload's best
 
 
 def test_the_budget_check_flags_a_finished_workload_whose_best_optimizer_is_best_at_the_end():
