@@ -25,7 +25,8 @@ there) to the end of Trainer.fit: data setup included, interpreter start-up, imp
 Every run starts with an empty tokenization cache, so every seed pays the same data setup.
 
 Rows go to <out>/<dataset>/<config stems joined by +>.csv, one per (seed, fold) as soon as the run ends; a rerun skips
-rows already there (a file made with a different config text or overrides is refused: --overwrite discards it).
+rows already there (a file made with another effective config, the one textcls merges from the configs and overrides,
+is refused: --overwrite discards it; a comment or a value a later config replaces changes nothing).
 At the end (or with --summary alone) a markdown table of every CSV under <out> is printed and written to
 <out>/summary.md.
 
@@ -290,7 +291,7 @@ class ResultsFile:
         for row in read_results(path):
             if row["config_hash"] != config_hash:
                 raise HarnessError(
-                    f"{path} holds rows of a different config text or overrides (hash {row['config_hash']}, "
+                    f"{path} holds rows of another config (hash {row['config_hash']}, "
                     f"now {config_hash}); pass --overwrite to discard them, or another --out"
                 )
             self.done.add((row["seed"], row["fold"]))
@@ -331,11 +332,25 @@ def read_results(path: Path) -> list[dict[str, str]]:
 
 
 def config_hash(configs: list[Path], overrides: list[str], extra: str = "") -> str:
+    """The results file's key. For textcls runs it hashes the config textcls trains (`effective_config`), not the
+    files' text: a comment, or a value a later config replaces (the experiment's rate under a recipe's), leaves the
+    rows valid; the baselines hash their settings, in `extra`."""
     h = hashlib.sha256(f"protocol{PROTOCOL_VERSION}\n{extra}\n".encode())
-    for path in configs:
-        h.update(path.read_bytes())
-    h.update(json.dumps(overrides).encode())
+    if configs:
+        h.update(effective_config(configs, overrides).encode())
+    else:
+        h.update(json.dumps(overrides).encode())
     return h.hexdigest()[:12]
+
+
+def effective_config(configs: list[Path], overrides: list[str]) -> str:
+    """textcls's merged config of these files and overrides, the values that differ from the defaults only."""
+    command = [sys.executable, "-m", "textcls", "fit", *(a for c in configs for a in ("--config", str(c)))]
+    done = subprocess.run([*command, *overrides, "--print_config=skip_default"], capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise HarnessError(f"textcls cannot read the configs {' '.join(map(str, configs))}: {reason}")
+    return "\n".join(line for line in done.stdout.splitlines() if not line.startswith("# "))  # "# lightning==x"
 
 
 def _now() -> str:

@@ -233,6 +233,24 @@ def test_rerun_skips_done_rows_and_refuses_other_overrides_unless_overwrite(tmp_
     assert len(list((work / "runs" / "devset" / "textcnn").iterdir())) == 2
 
 
+def test_rows_stay_valid_when_a_config_changes_in_a_way_that_trains_nothing_else(tmp_path):
+    import accuracy  # benchmarks/accuracy.py: the hash its results files are keyed by
+
+    experiment, recipe = tmp_path / "experiment.yaml", tmp_path / "recipe.yaml"
+    experiment.write_text((ROOT / "configs" / "textcnn.yaml").read_text())
+    recipe.write_text("model:\n  optimizer:\n    init_args:\n      lr: 0.002\n")
+    before = accuracy.config_hash([experiment, recipe], [], "protocol")
+    text = experiment.read_text()
+    assert "      lr: " in text
+    # A comment and the experiment's own rate, which the recipe replaces: the same training, the same key.
+    experiment.write_text("# a note\n" + text.replace("      lr: ", "      lr: 0.5  # was ", 1))
+    assert accuracy.config_hash([experiment, recipe], [], "protocol") == before
+    recipe.write_text("model:\n  optimizer:\n    init_args:\n      lr: 0.003\n")  # another training
+    assert accuracy.config_hash([experiment, recipe], [], "protocol") != before
+    with pytest.raises(accuracy.HarnessError, match="textcls cannot read the configs"):
+        accuracy.config_hash([experiment], ["--model.optimizer.init_args.lrr=1"], "protocol")
+
+
 def _missing(tmp_path: Path) -> tuple[Path, list[str]]:
     return tmp_path / "nowhere", []
 
