@@ -63,7 +63,7 @@ def as_multi_label(source: Path, target: Path, thresholds: object = THRESHOLDS) 
 
 
 # A rate at which 8 epochs leave the model short of a perfect fit, so thresholds decide some texts (the MLP's default,
-# 0.0215, fits these keyword texts perfectly and leaves every threshold where it started).
+# then 0.0215, fitted these keyword texts perfectly and left every threshold where it started).
 SHORT_OF_PERFECT_LR = 0.002
 
 
