@@ -253,7 +253,8 @@ def _page(
     if short:
         lines += [
             "**Budget check failed** for: "
-            + ", ".join(f"{r['workload']} ({r['optimizer']}, best at the last evaluation)" for r in short),
+            + ", ".join(f"{r['workload']} ({r['optimizer']}, best at the last evaluation)" for r in short)
+            + ". Each workload's answer above says what a longer budget did there.",
             "",
         ]
     else:
