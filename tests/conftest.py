@@ -20,6 +20,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     reporter.write(f"slow: {item.nodeid} ...", cyan=True)  # the reporter ends the line before its next result
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_home(tmp_path_factory):
+    """The default data cache ($XDG_CACHE_HOME/textcls) of every test and of the processes it starts is the
+    session's own, never the user's ~/.cache; a test that needs another sets its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def fresh_wandb_settings():
     """W&B keeps the settings of a process's first run (its WANDB_DIR among them) until teardown: drop them after
