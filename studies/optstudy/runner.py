@@ -125,6 +125,7 @@ def run_job(job: Job, runs_root: Path, data_root: Path) -> dict[str, Any]:
     if record["status"] == "failed":  # kept nowhere: once the cause is fixed, the next study runs it again
         shutil.rmtree(scratch, ignore_errors=True)
         return record
+    folder.mkdir(parents=True, exist_ok=True)  # whatever the CLI got to create before it stopped
     _keep(job, scratch, folder)
     shutil.rmtree(scratch, ignore_errors=True)  # checkpoints: hundreds of MB over a study, never read again
     tmp = folder / "result.json.tmp"

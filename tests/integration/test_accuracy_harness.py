@@ -233,6 +233,7 @@ def test_rerun_skips_done_rows_and_refuses_other_overrides_unless_overwrite(tmp_
     assert len(list((work / "runs" / "devset" / "textcnn").iterdir())) == 2
 
 
+@pytest.mark.slow  # four `textcls --print_config` processes
 def test_rows_stay_valid_when_a_config_changes_in_a_way_that_trains_nothing_else(tmp_path):
     import accuracy  # benchmarks/accuracy.py: the hash its results files are keyed by
 
