@@ -300,3 +300,45 @@ def test_a_workload_limited_to_some_optimizers_plans_only_those():
     assert imdb.only and imdb.optimizers == [o for o in OPTIMIZERS if o in imdb.only]
     assert {"sgd", "rmsprop", "adam"} <= set(imdb.optimizers)
     assert WORKLOADS["sst2-textcnn"].optimizers == list(OPTIMIZERS)
+
+
+def test_where_neither_optimizer_reaches_the_target_the_looser_target_says_which_is_faster():
+    from optstudy.report import _verdicts
+
+    workload = WORKLOADS["sst2-mlp"]  # dev every 32 steps
+
+    def entry(optimizer, curve):
+        plan, _, _ = complete(workload, optimizer, peaked(-9))
+        seeds = []
+        for seed in plan.seeds:
+            r = record(workload.name, optimizer, plan.chosen.tag(), seed)
+            r["dev_curve"] = [[step, value, 0.0] for step, value in curve]
+            r["best_dev"], r["test_at_best_dev"] = max(v for _, v in curve), 0.8 + 0.001 * seed
+            seeds.append(r)
+        return measures.Entry(workload, optimizer, plan, seeds)
+
+    adam = entry("adam", [(32, 0.80), (64, 0.84), (96, 0.88)])
+    sgd = entry("sgd", [(32, 0.70), (64, 0.80), (96, 0.87)])
+    best = measures.Entry(workload, "rmsprop", adam.plan, [dict(r, best_dev=0.95) for r in adam.seeds])
+    target = measures.target_of([adam, sgd, best])  # 0.98 x 0.95 = 0.931: neither Adam nor SGD gets there
+    rows = [measures.summary_row(e, target, {}) for e in (adam, sgd)]
+    assert rows[0]["loose_target_dev"] == pytest.approx(0.90 * 0.95)  # 0.855: both get there at step 96
+    assert [r["seeds_reaching_target"] for r in rows] == ["0/5", "0/5"]
+    assert [r["seeds_reaching_loose_target"] for r in rows] == ["5/5", "5/5"]
+    [against_sgd, _] = _verdicts(rows)
+    assert "about as fast to the looser 90 % target (96 against 96 median steps); neither reaches the target" in (
+        against_sgd
+    )
+    rows[1]["steps_to_loose_target_median"] = math.nan
+    assert (
+        "faster: it reaches the looser 90 % target (96 median steps), SGD (momentum) never does" in (_verdicts(rows)[0])
+    )
+
+    target = 0.98 * 0.89  # the target 0.872: only Adam reaches it; the looser 0.801: Adam at 64, SGD at 96
+    adam_row, sgd_row = (measures.summary_row(e, target, {}) for e in (adam, sgd))
+    assert adam_row["steps_to_target_median"] == 96 and math.isnan(sgd_row["steps_to_target_median"])
+    assert (adam_row["steps_to_loose_target_median"], sgd_row["steps_to_loose_target_median"]) == (64, 96)
+    assert (
+        "faster: it reaches the target (96 median steps), SGD (momentum) never does"
+        in _verdicts([adam_row, sgd_row])[0]
+    )
