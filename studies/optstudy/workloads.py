@@ -81,8 +81,8 @@ WORKLOADS: dict[str, Workload] = {
             "imdb",
             "textcnn",
             ("configs/benchmarks/textcnn_imdb.yaml",),
-            steps=600,
-            evals=10,
+            steps=2400,
+            evals=40,
             only=("sgd", "rmsprop", "adam", "nadamw", "schedule_free_adamw"),
         ),
     )
